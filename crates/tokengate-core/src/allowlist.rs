@@ -71,9 +71,6 @@ mod tests {
         assert!(IpAllowlist::default().allows(ip("192.0.2.1")));
         assert!(IpAllowlist::parse(&["300.1.1.1/8"]).is_err());
         assert!(IpAllowlist::parse(&["10.0.0.0/33"]).is_err());
-        assert_eq!(
-            IpAllowlist::parse(&["10.1.2.3/8"]).map(|l| l.to_strings()),
-            Ok(vec!["10.0.0.0/8".to_string()])
-        );
+        assert_eq!(IpAllowlist::parse(&["10.1.2.3/8"]).map(|l| l.to_strings()), Ok(vec!["10.0.0.0/8".to_string()]));
     }
 }

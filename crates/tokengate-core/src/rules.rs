@@ -37,9 +37,7 @@ pub fn validate_scope(scope: &str) -> Result<(), RuleError> {
     let body = scope.strip_suffix('*').unwrap_or(scope);
     let ok = scope.len() <= 128
         && !scope.is_empty()
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
+        && body.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b':'))
         && (body.len() == scope.len() || body.is_empty() || body.ends_with(':'));
     if ok { Ok(()) } else { Err(RuleError::BadScope(scope.chars().take(64).collect())) }
 }
@@ -50,8 +48,7 @@ pub fn grants(granted: &[String], required: &str) -> bool {
     granted.iter().any(|g| {
         g == required
             || g == "*"
-            || g.strip_suffix('*')
-                .is_some_and(|prefix| prefix.ends_with(':') && required.starts_with(prefix))
+            || g.strip_suffix('*').is_some_and(|prefix| prefix.ends_with(':') && required.starts_with(prefix))
     })
 }
 
@@ -100,8 +97,8 @@ impl RuleSet {
         self.rules
             .iter()
             .find(|(rule, glob)| {
-                let method_ok = rule.methods.is_empty()
-                    || rule.methods.iter().any(|m| m == "*" || m.eq_ignore_ascii_case(method));
+                let method_ok =
+                    rule.methods.is_empty() || rule.methods.iter().any(|m| m == "*" || m.eq_ignore_ascii_case(method));
                 method_ok && glob.matches(path)
             })
             .map(|(rule, _)| rule)
@@ -122,11 +119,9 @@ mod tests {
 
     #[test]
     fn first_match_wins_and_methods_filter() {
-        let set = RuleSet::new(vec![
-            rule(&["post"], "/send-*", &["messages:send"]),
-            rule(&[], "/*", &["instance:read"]),
-        ])
-        .unwrap();
+        let set =
+            RuleSet::new(vec![rule(&["post"], "/send-*", &["messages:send"]), rule(&[], "/*", &["instance:read"])])
+                .unwrap();
         assert_eq!(set.matching("POST", "/send-text").unwrap().scopes, ["messages:send"]);
         assert_eq!(set.matching("GET", "/send-text").unwrap().scopes, ["instance:read"]);
         assert_eq!(set.matching("GET", "/status").unwrap().scopes, ["instance:read"]);

@@ -24,9 +24,10 @@ impl SecurityTokenStatus {
 }
 
 /// What the gateway needs to know about an account's security token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum SecurityTokenPolicy {
     /// No token: nothing to check, nothing to count for readiness.
+    #[default]
     None,
     /// A token exists; when `active` it is enforced, otherwise requests are only counted.
     Configured {
@@ -66,9 +67,7 @@ impl SecurityTokenPolicy {
         };
         // Both comparisons always run, so timing does not tell which token matched.
         let matches_current = digest.ct_eq(current);
-        let matches_previous = previous
-            .as_ref()
-            .is_some_and(|(prev, until)| digest.ct_eq(prev) & (now < *until));
+        let matches_previous = previous.as_ref().is_some_and(|(prev, until)| digest.ct_eq(prev) & (now < *until));
         if matches_current | matches_previous { ClientTokenCheck::Valid } else { ClientTokenCheck::Invalid }
     }
 }

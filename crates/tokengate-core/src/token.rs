@@ -38,14 +38,8 @@ pub enum Prefix {
 }
 
 impl Prefix {
-    pub const ALL: [Prefix; 6] = [
-        Prefix::Admin,
-        Prefix::ClientToken,
-        Prefix::Instance,
-        Prefix::ApiKey,
-        Prefix::Personal,
-        Prefix::ClientSecret,
-    ];
+    pub const ALL: [Prefix; 6] =
+        [Prefix::Admin, Prefix::ClientToken, Prefix::Instance, Prefix::ApiKey, Prefix::Personal, Prefix::ClientSecret];
 
     /// The prefix including its underscore, e.g. `tgk_`.
     pub const fn as_str(self) -> &'static str {
@@ -122,12 +116,7 @@ fn checksum(body: &[u8]) -> [u8; CHECKSUM_LEN] {
 pub fn generate(prefix: Prefix) -> SecretString {
     let mut token = String::with_capacity(TOKEN_LEN);
     token.push_str(prefix.as_str());
-    token.extend(
-        rand::rng()
-            .sample_iter(Alphanumeric)
-            .take(RANDOM_LEN)
-            .map(char::from),
-    );
+    token.extend(rand::rng().sample_iter(Alphanumeric).take(RANDOM_LEN).map(char::from));
     let sum = checksum(token.as_bytes());
     token.extend(sum.iter().map(|&b| char::from(b)));
     SecretString::from(token)
@@ -184,9 +173,8 @@ mod tests {
     #[test]
     fn short_checksums_are_left_padded_with_zero() {
         // Search a body whose CRC is small enough to need padding.
-        let found = (0u32..2_000_000)
-            .map(|i| format!("tgk_{i:0>30}"))
-            .find(|b| crc32fast::hash(b.as_bytes()) < 62u32.pow(5));
+        let found =
+            (0u32..2_000_000).map(|i| format!("tgk_{i:0>30}")).find(|b| crc32fast::hash(b.as_bytes()) < 62u32.pow(5));
         let body = found.unwrap_or_default();
         assert!(!body.is_empty(), "no short checksum found in the search range");
         assert_eq!(checksum(body.as_bytes())[0], b'0');

@@ -1,1 +1,19 @@
-//! tokengate
+//! tokengate: a self-hosted API-token gateway.
+//!
+//! Layers, bottom up: [`tokengate_core`] (formats and policy, no IO) → [`store`]
+//! (SQLite / PostgreSQL) → [`state`] (the in-memory view the hot path reads) and
+//! [`usage`] (counters) → [`gateway`] (the request pipeline) and [`service`] (admin
+//! operations) → [`api`] (HTTP) → [`server`] (start-up and accept loop) → [`cli`].
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod gateway;
+pub mod server;
+pub mod service;
+pub mod state;
+pub mod store;
+pub mod sync;
+pub mod telemetry;
+pub mod usage;

@@ -1,1 +1,35 @@
-fn main() {}
+//! The `tokengate` binary: parses the command line and hands over to the library.
+
+use clap::Parser;
+use tokengate::cli::{self, Cli, Command};
+use tokengate::server::{Application, shutdown_signal};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(args) => cli::init(args).await,
+        Command::Serve(args) => serve(args).await,
+        Command::Accounts { command, remote } => cli::accounts(command, remote).await,
+        Command::Instances { command, remote } => cli::instances(command, remote).await,
+        Command::SecurityToken { command, remote } => cli::security_token(command, remote).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tokengate: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: cli::ServeArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    if args.print_config {
+        print!("{}", config.redacted_toml());
+        return Ok(());
+    }
+    tokengate::telemetry::init_tracing(config.log_format, &config.log_level);
+    let app = Application::build(config).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}

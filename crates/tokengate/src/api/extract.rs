@@ -1,0 +1,72 @@
+//! Extractors that turn bad input into our error shape: JSON bodies, admin
+//! authentication, and ids in paths.
+
+use std::str::FromStr;
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use bytes::Bytes;
+use http::header;
+use http::request::Parts;
+use serde::de::DeserializeOwned;
+use tokengate_core::token::{self, Prefix};
+
+use super::error::ApiError;
+use crate::service::{Actor, Services};
+
+/// A JSON body. Malformed JSON → 400, wrong fields or types → 422, another content
+/// type → 415, too large → 413. An empty body reads as `{}`.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req.headers().get(header::CONTENT_TYPE).map(|v| v.as_bytes().to_ascii_lowercase());
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge
+            } else {
+                ApiError::BadRequest("could not read the request body".into())
+            }
+        })?;
+        let body: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { &bytes };
+        if body != b"{}" {
+            let json = content_type.as_deref().is_some_and(|ct| {
+                let essence = ct.split(|&b| b == b';').next().unwrap_or_default();
+                let essence = essence.trim_ascii();
+                essence == b"application/json" || essence.ends_with(b"+json")
+            });
+            if !json {
+                return Err(ApiError::UnsupportedMediaType);
+            }
+        }
+        serde_json::from_slice(body).map(ApiJson).map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => ApiError::Unprocessable(format!("invalid request body: {e}")),
+            _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
+        })
+    }
+}
+
+/// The platform admin, authenticated by `Authorization: Bearer tga_…`.
+pub struct Admin(pub Actor);
+
+impl FromRequestParts<Services> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .ok_or(ApiError::Unauthorized)?;
+        let digest = token::parse(presented.trim_ascii(), Prefix::Admin).map_err(|_| ApiError::Unauthorized)?;
+        let id = services.state.admin_token_id(&digest).ok_or(ApiError::Unauthorized)?;
+        let ip = parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip().to_canonical().to_string());
+        Ok(Admin(Actor { name: format!("admin:{id}"), ip }))
+    }
+}
+
+/// Parses an id from a path; anything that is not one names nothing (404).
+pub fn path_id<T: FromStr>(raw: &str, what: &'static str) -> Result<T, ApiError> {
+    raw.parse().map_err(|_| ApiError::NotFound(what))
+}

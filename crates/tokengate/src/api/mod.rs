@@ -1,0 +1,74 @@
+//! The admin API (SPEC §5) and the operational endpoints (SPEC §3), with the OpenAPI
+//! document generated from the handlers' annotations.
+//!
+//! Handlers are a few lines each: extract, authenticate, call [`crate::service`], map.
+
+mod accounts;
+pub mod error;
+mod extract;
+mod instances;
+mod ops;
+mod reports;
+mod security_token;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::service::Services;
+
+/// Admin request bodies are small; anything bigger is refused with 413.
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "tokengate admin API", description = "Accounts, instances and the account security token (Client-Token)."),
+    modifiers(&AdminTokenScheme),
+    tags(
+        (name = "accounts"), (name = "members"), (name = "instances"),
+        (name = "security-token", description = "The account security token (Client-Token)"),
+        (name = "reports", description = "Usage and audit"),
+    )
+)]
+struct ApiDoc;
+
+struct AdminTokenScheme;
+
+impl Modify for AdminTokenScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("tga_…").build()),
+        );
+    }
+}
+
+/// The admin and operational routes.
+pub fn router(services: Services) -> Router {
+    let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(accounts::create_account, accounts::list_accounts))
+        .routes(routes!(accounts::get_account))
+        .routes(routes!(accounts::create_member, accounts::list_members))
+        .routes(routes!(accounts::delete_member))
+        .routes(routes!(accounts::put_ip_allowlist))
+        .routes(routes!(instances::create_instance, instances::list_instances))
+        .routes(routes!(instances::get_instance, instances::patch_instance, instances::delete_instance))
+        .routes(routes!(security_token::generate, security_token::status, security_token::delete))
+        .routes(routes!(security_token::activate))
+        .routes(routes!(security_token::deactivate))
+        .routes(routes!(security_token::rotate))
+        .routes(routes!(reports::usage))
+        .routes(routes!(reports::audit))
+        .split_for_parts();
+    let openapi = std::sync::Arc::new(openapi);
+    router
+        .merge(ops::router(openapi))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
+        .with_state(services)
+}

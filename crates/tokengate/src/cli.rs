@@ -1,0 +1,282 @@
+//! The command line: `init` and `serve` (SPEC §3), and operator commands that talk to
+//! a running server's admin API through [`crate::client::AdminClient`].
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::client::{AdminClient, SecurityToken};
+use crate::config::{Config, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "tokengate", version, about = "Self-hosted API-token gateway")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Create the store and print the first admin token as JSON.
+    Init(ServerArgs),
+    /// Run the gateway, the admin API and the metrics endpoint.
+    Serve(ServeArgs),
+    /// Manage accounts.
+    Accounts {
+        #[command(subcommand)]
+        command: AccountsCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Manage instances.
+    Instances {
+        #[command(subcommand)]
+        command: InstancesCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Manage an account's security token (the Client-Token header).
+    SecurityToken {
+        #[command(subcommand)]
+        command: SecurityTokenCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+/// Where the store is. Flags override `TOKENGATE_*` variables, which override the file.
+#[derive(Args, Serialize, Default)]
+pub struct ServerArgs {
+    /// TOML configuration file (also `TOKENGATE_CONFIG`).
+    #[arg(long, env = "TOKENGATE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded store [default: ./tokengate-data].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// postgres://user:pass@host/db to use PostgreSQL instead of the embedded store.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+#[derive(Args, Serialize, Default)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub server: ServerArgs,
+    /// Listen address [default: 127.0.0.1:8080].
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+    /// Public URL of this server.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_url: Option<String>,
+    #[arg(long, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+    /// Log filter, e.g. `info` or `tokengate=debug`.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_level: Option<String>,
+    /// Print the effective configuration (secrets redacted) and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
+}
+
+impl ServerArgs {
+    pub fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(self.config.as_deref(), self)?)
+    }
+}
+
+impl ServeArgs {
+    pub fn load(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(self.server.config.as_deref(), self)?)
+    }
+}
+
+/// How to reach a running server.
+#[derive(Args)]
+pub struct Remote {
+    /// Base URL of the server.
+    #[arg(long, global = true, env = "TOKENGATE_URL", default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Admin token (prefer the environment variable: flags show up in process lists).
+    #[arg(long, global = true, env = "TOKENGATE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Subcommand)]
+pub enum AccountsCommand {
+    /// Create an account.
+    Create {
+        #[arg(long)]
+        name: String,
+    },
+    /// List accounts.
+    List,
+}
+
+#[derive(Subcommand)]
+pub enum InstancesCommand {
+    /// Create an instance; prints its token once.
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        upstream_url: String,
+    },
+    /// List an account's instances.
+    List {
+        #[arg(long)]
+        account: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecurityTokenCommand {
+    /// "Configure now": a new token, disabled; prints it once.
+    Generate {
+        #[arg(long)]
+        account: String,
+    },
+    /// Status and readiness.
+    Status {
+        #[arg(long)]
+        account: String,
+    },
+    /// Enforce the token on every instance of the account.
+    Activate {
+        #[arg(long)]
+        account: String,
+    },
+    /// Stop enforcing (requests pass and are counted for readiness).
+    Deactivate {
+        #[arg(long)]
+        account: String,
+    },
+    /// A new token; the old one keeps working for the grace period.
+    Rotate {
+        #[arg(long)]
+        account: String,
+        #[arg(long, default_value_t = 0)]
+        grace_seconds: u64,
+    },
+}
+
+impl Remote {
+    fn client(&self) -> anyhow::Result<AdminClient> {
+        let token = self.admin_token.clone().ok_or_else(|| {
+            anyhow::anyhow!("an admin token is needed: set TOKENGATE_ADMIN_TOKEN or pass --admin-token")
+        })?;
+        Ok(AdminClient::new(&self.url, SecretString::from(token))?)
+    }
+
+    fn print<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value)?);
+        } else {
+            println!("{}", text());
+        }
+        Ok(())
+    }
+}
+
+pub async fn accounts(command: AccountsCommand, remote: Remote) -> anyhow::Result<()> {
+    let client = remote.client()?;
+    match command {
+        AccountsCommand::Create { name } => {
+            let a = client.create_account(&name).await?;
+            remote.print(&a, || format!("account {} created ({})", a.id, a.name))
+        }
+        AccountsCommand::List => {
+            let list = client.list_accounts().await?;
+            remote.print(&list, || list.iter().map(|a| format!("{}  {}", a.id, a.name)).collect::<Vec<_>>().join("\n"))
+        }
+    }
+}
+
+pub async fn instances(command: InstancesCommand, remote: Remote) -> anyhow::Result<()> {
+    let client = remote.client()?;
+    match command {
+        InstancesCommand::Create { account, name, upstream_url } => {
+            let i = client.create_instance(&account, &name, &upstream_url).await?;
+            remote.print(&i, || {
+                format!(
+                    "instance {} created ({} -> {})\ninstance token: {}\nStore it now: it will not be shown again.",
+                    i.id,
+                    i.name,
+                    i.upstream_url,
+                    i.token.as_deref().unwrap_or("")
+                )
+            })
+        }
+        InstancesCommand::List { account } => {
+            let list = client.list_instances(&account).await?;
+            remote.print(&list, || {
+                list.iter().map(|i| format!("{}  {}  {}", i.id, i.name, i.upstream_url)).collect::<Vec<_>>().join("\n")
+            })
+        }
+    }
+}
+
+fn describe(t: &SecurityToken) -> String {
+    let mut out = format!("status: {}", t.status);
+    if let Some(token) = &t.token {
+        out.push_str(&format!("\nClient-Token: {token}\nStore it now: it will not be shown again."));
+    }
+    if let Some(until) = &t.previous_valid_until {
+        out.push_str(&format!("\nprevious token valid until: {until}"));
+    }
+    if let Some(r) = &t.readiness {
+        out.push_str(&format!(
+            "\nreadiness (last {}s): {} with the valid token, {} missing, {} invalid{}",
+            r.window_seconds,
+            r.with_valid_token,
+            r.missing,
+            r.invalid,
+            if r.safe_to_activate { " - safe to activate" } else { "" }
+        ));
+    }
+    out
+}
+
+pub async fn security_token(command: SecurityTokenCommand, remote: Remote) -> anyhow::Result<()> {
+    let client = remote.client()?;
+    let result = match command {
+        SecurityTokenCommand::Generate { account } => client.generate_security_token(&account).await?,
+        SecurityTokenCommand::Status { account } => client.security_token(&account).await?,
+        SecurityTokenCommand::Activate { account } => client.activate_security_token(&account).await?,
+        SecurityTokenCommand::Deactivate { account } => client.deactivate_security_token(&account).await?,
+        SecurityTokenCommand::Rotate { account, grace_seconds } => {
+            client.rotate_security_token(&account, grace_seconds).await?
+        }
+    };
+    remote.print(&result, || describe(&result))
+}
+
+/// `tokengate init`: prints `{"admin_token": …}`; fails on an initialized store.
+pub async fn init(args: ServerArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    let store = crate::server::open_store(&config).await?;
+    let created = crate::server::initialize(&store).await?;
+    store.close().await;
+    match created {
+        Some(secret) => {
+            println!("{}", serde_json::json!({ "admin_token": secret.expose_secret() }));
+            Ok(())
+        }
+        None => anyhow::bail!("the store is already initialized; the admin token is not shown again"),
+    }
+}

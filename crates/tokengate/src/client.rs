@@ -1,0 +1,147 @@
+//! A typed client of the admin API, used by the CLI and by the integration tests.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{status}: {message}")]
+    Api { status: u16, message: String },
+    #[error("cannot reach the server: {0}")]
+    Transport(#[from] reqwest::Error),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Account {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    pub upstream_url: String,
+    #[serde(default)]
+    pub rules: Vec<serde_json::Value>,
+    /// Only in the creation response.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Readiness {
+    pub window_seconds: u64,
+    pub with_valid_token: u64,
+    pub missing: u64,
+    pub invalid: u64,
+    pub total: u64,
+    pub safe_to_activate: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SecurityToken {
+    pub status: String,
+    /// Only when generated or rotated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub created_at: Option<String>,
+    #[serde(default)]
+    pub activated_at: Option<String>,
+    #[serde(default)]
+    pub previous_valid_until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness: Option<Readiness>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Items<T> {
+    items: Vec<T>,
+}
+
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    token: SecretString,
+}
+
+impl AdminClient {
+    pub fn new(base_url: &str, admin_token: SecretString) -> Result<AdminClient, ClientError> {
+        let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
+        Ok(AdminClient { http, base: base_url.trim_end_matches('/').to_string(), token: admin_token })
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<T, ClientError> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(self.token.expose_secret());
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req.send().await?;
+        let status = response.status();
+        if !status.is_success() {
+            let message = response
+                .json::<serde_json::Value>()
+                .await
+                .ok()
+                .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_string))
+                .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+            return Err(ClientError::Api { status: status.as_u16(), message });
+        }
+        Ok(response.json().await?)
+    }
+
+    pub async fn create_account(&self, name: &str) -> Result<Account, ClientError> {
+        self.send(reqwest::Method::POST, "/v1/accounts", Some(serde_json::json!({ "name": name }))).await
+    }
+
+    pub async fn list_accounts(&self) -> Result<Vec<Account>, ClientError> {
+        Ok(self.send::<Items<Account>>(reqwest::Method::GET, "/v1/accounts", None).await?.items)
+    }
+
+    pub async fn create_instance(
+        &self,
+        account: &str,
+        name: &str,
+        upstream_url: &str,
+    ) -> Result<Instance, ClientError> {
+        let body = serde_json::json!({ "name": name, "upstream_url": upstream_url });
+        self.send(reqwest::Method::POST, &format!("/v1/accounts/{account}/instances"), Some(body)).await
+    }
+
+    pub async fn list_instances(&self, account: &str) -> Result<Vec<Instance>, ClientError> {
+        Ok(self
+            .send::<Items<Instance>>(reqwest::Method::GET, &format!("/v1/accounts/{account}/instances"), None)
+            .await?
+            .items)
+    }
+
+    pub async fn generate_security_token(&self, account: &str) -> Result<SecurityToken, ClientError> {
+        self.send(reqwest::Method::POST, &format!("/v1/accounts/{account}/security-token"), None).await
+    }
+
+    pub async fn security_token(&self, account: &str) -> Result<SecurityToken, ClientError> {
+        self.send(reqwest::Method::GET, &format!("/v1/accounts/{account}/security-token"), None).await
+    }
+
+    pub async fn activate_security_token(&self, account: &str) -> Result<SecurityToken, ClientError> {
+        self.send(reqwest::Method::POST, &format!("/v1/accounts/{account}/security-token/activate"), None).await
+    }
+
+    pub async fn deactivate_security_token(&self, account: &str) -> Result<SecurityToken, ClientError> {
+        self.send(reqwest::Method::POST, &format!("/v1/accounts/{account}/security-token/deactivate"), None).await
+    }
+
+    pub async fn rotate_security_token(&self, account: &str, grace_seconds: u64) -> Result<SecurityToken, ClientError> {
+        let body = serde_json::json!({ "grace_seconds": grace_seconds });
+        self.send(reqwest::Method::POST, &format!("/v1/accounts/{account}/security-token/rotate"), Some(body)).await
+    }
+}

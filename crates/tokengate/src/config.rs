@@ -1,0 +1,184 @@
+//! Configuration, in layers: built-in defaults, then a TOML file (`--config` or
+//! `TOKENGATE_CONFIG`), then `TOKENGATE_*` environment variables, then command-line flags.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Directory of the embedded SQLite store and the generated admin token file.
+    pub data_dir: PathBuf,
+    /// `postgres://…` to share one PostgreSQL store between gateway nodes; unset = SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Address the gateway, admin API and metrics listen on.
+    pub listen: SocketAddr,
+    /// The URL clients reach this server at (used in generated links and OAuth metadata).
+    pub public_url: Option<String>,
+    pub log_format: LogFormat,
+    /// A tracing filter such as `info` or `tokengate=debug,info`.
+    pub log_level: String,
+    /// Time allowed for an upstream to send its response headers (then 504).
+    pub upstream_timeout_seconds: u64,
+    /// Largest request body the gateway forwards (then 413).
+    pub max_body_bytes: u64,
+    /// Largest total size of a request's header names and values (then 431).
+    pub max_header_bytes: usize,
+    /// Proxies (CIDRs) whose `X-Forwarded-For` is believed for the client address.
+    pub trusted_proxies: Vec<String>,
+    /// How far back the Client-Token readiness counts look.
+    pub readiness_window_seconds: u64,
+    /// How often usage and readiness counts are written to the store.
+    pub usage_flush_millis: u64,
+    /// How long a shutdown waits for in-flight requests.
+    pub shutdown_grace_seconds: u64,
+    /// Full reload of the gateway's in-memory state from the store, as a safety net
+    /// beside change notices.
+    pub resync_interval_seconds: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("./tokengate-data"),
+            database_url: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            public_url: None,
+            log_format: LogFormat::Text,
+            log_level: "info".into(),
+            upstream_timeout_seconds: 30,
+            max_body_bytes: 32 * 1024 * 1024,
+            max_header_bytes: 16 * 1024,
+            trusted_proxies: Vec::new(),
+            readiness_window_seconds: 24 * 3600,
+            usage_flush_millis: 1000,
+            shutdown_grace_seconds: 30,
+            resync_interval_seconds: 60,
+        }
+    }
+}
+
+/// The keys read from `TOKENGATE_*` (so that `TOKENGATE_URL`, used by the CLI, or any
+/// other variable with the prefix is not mistaken for a server setting).
+const ENV_KEYS: &[&str] = &[
+    "data_dir",
+    "database_url",
+    "listen",
+    "public_url",
+    "log_format",
+    "log_level",
+    "upstream_timeout_seconds",
+    "max_body_bytes",
+    "max_header_bytes",
+    "trusted_proxies",
+    "readiness_window_seconds",
+    "usage_flush_millis",
+    "shutdown_grace_seconds",
+    "resync_interval_seconds",
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Builds the effective configuration; `flags` holds only what was given on the
+    /// command line (unset fields are skipped when serialized).
+    pub fn load<F: Serialize>(file: Option<&std::path::Path>, flags: &F) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(Env::prefixed("TOKENGATE_").only(ENV_KEYS)).merge(Serialized::defaults(flags));
+        let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        tokengate_core::IpAllowlist::parse(&self.trusted_proxies)
+            .map_err(|e| ConfigError(format!("trusted_proxies: {e}")))?;
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"))
+        {
+            return Err(ConfigError("database_url must be a postgres:// (or sqlite:) URL".into()));
+        }
+        if self.usage_flush_millis == 0 || self.upstream_timeout_seconds == 0 {
+            return Err(ConfigError("usage_flush_millis and upstream_timeout_seconds must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The configuration as TOML with secrets (a database password) redacted.
+    pub fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        shown.database_url = self.database_url.as_deref().map(redact_url);
+        toml::to_string_pretty(&shown).unwrap_or_default()
+    }
+}
+
+/// Replaces the password of a URL, if any, by `REDACTED`.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("REDACTED"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "(unparseable URL)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, Default)]
+    struct Flags {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        listen: Option<SocketAddr>,
+    }
+
+    #[test]
+    fn layers_apply_in_order_and_secrets_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("tokengate.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nlog_level = \"debug\"\ndatabase_url = \"postgres://u:hunter2@db/tg\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), &Flags::default()).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!(c.log_level, "debug");
+        let c = Config::load(Some(&file), &Flags { listen: Some("127.0.0.1:9100".parse().unwrap()) }).unwrap();
+        assert_eq!(c.listen.port(), 9100, "flags win over the file");
+        let shown = c.redacted_toml();
+        assert!(!shown.contains("hunter2"));
+        assert!(shown.contains("REDACTED"));
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "lisen = \"127.0.0.1:9000\"\n").unwrap();
+        assert!(Config::load(Some(&file), &Flags::default()).is_err());
+        std::fs::write(&file, "trusted_proxies = [\"not-a-cidr\"]\n").unwrap();
+        assert!(Config::load(Some(&file), &Flags::default()).is_err());
+    }
+}

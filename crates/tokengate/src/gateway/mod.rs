@@ -1,0 +1,259 @@
+//! The gateway: `ANY /instances/{id}/token/{instance_token}/{path…}` (SPEC §6).
+//!
+//! A request goes through named steps, top to bottom, each a small function with a
+//! typed outcome; none of them touches the store:
+//! route → instance → client address and IP allowlist → Client-Token → route rules →
+//! forward → record. Usage is counted in memory (see [`crate::usage`]).
+
+mod proxy;
+mod reject;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use http::{HeaderMap, Request, Response};
+use hyper::body::Incoming;
+use tokengate_core::token::{self, Prefix};
+use tokengate_core::{ClientTokenCheck, InstanceId, IpAllowlist, Timestamp};
+
+pub use proxy::UpstreamClient;
+pub use reject::Rejection;
+
+use crate::state::{AccountPolicy, GatewayState, LiveInstance};
+use crate::store::UsageKind;
+use crate::telemetry::GatewayMetrics;
+use crate::usage::UsageRecorder;
+
+/// The path prefix the gateway serves; everything else goes to the admin router.
+pub const PREFIX: &str = "/instances/";
+
+pub struct Gateway {
+    pub state: Arc<GatewayState>,
+    pub usage: Arc<UsageRecorder>,
+    client: UpstreamClient,
+    trusted_proxies: IpAllowlist,
+    upstream_timeout: Duration,
+    max_body_bytes: u64,
+    metrics: GatewayMetrics,
+}
+
+/// The parts of a gateway path.
+#[derive(Debug, PartialEq, Eq)]
+pub struct GatewayPath<'a> {
+    pub instance: &'a str,
+    pub token: &'a str,
+    /// The rest of the path, still percent-encoded, starting with `/` (or empty).
+    pub tail: &'a str,
+}
+
+/// Splits `/instances/{id}/token/{token}{tail}`.
+pub fn split_path(path: &str) -> Option<GatewayPath<'_>> {
+    let rest = path.strip_prefix(PREFIX)?;
+    let (instance, rest) = rest.split_once('/')?;
+    let rest = rest.strip_prefix("token/")?;
+    let (token, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    Some(GatewayPath { instance, token, tail })
+}
+
+/// Who is calling, as far as IP checks are concerned.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr {
+    /// The TCP peer.
+    pub peer: IpAddr,
+    /// The client: the peer, or from `X-Forwarded-For` when the peer is a trusted proxy.
+    pub client: IpAddr,
+}
+
+impl ClientAddr {
+    /// Resolves the client address: `X-Forwarded-For` is believed only from a trusted
+    /// proxy, and then read from the right, skipping the trusted proxies in the chain.
+    pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &IpAllowlist) -> ClientAddr {
+        let peer = peer.ip().to_canonical();
+        let mut client = peer;
+        if !trusted.is_empty() && trusted.allows(peer) {
+            let hops = headers
+                .get_all(proxy::X_FORWARDED_FOR)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .filter_map(|s| s.trim().parse::<IpAddr>().ok())
+                .collect::<Vec<_>>();
+            for hop in hops.into_iter().rev() {
+                client = hop.to_canonical();
+                if !trusted.allows(client) {
+                    break;
+                }
+            }
+        }
+        ClientAddr { peer, client }
+    }
+}
+
+impl Gateway {
+    pub fn new(
+        state: Arc<GatewayState>,
+        usage: Arc<UsageRecorder>,
+        trusted_proxies: IpAllowlist,
+        upstream_timeout: Duration,
+        max_body_bytes: u64,
+    ) -> Gateway {
+        Gateway {
+            state,
+            usage,
+            client: proxy::client(),
+            trusted_proxies,
+            upstream_timeout,
+            max_body_bytes,
+            metrics: GatewayMetrics::new(),
+        }
+    }
+
+    /// Handles one gateway request end to end.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let started = Instant::now();
+        let outcome = self.check_and_forward(req, peer).await;
+        let response = match outcome {
+            Ok(response) => {
+                self.metrics.forwarded.increment(1);
+                response
+            }
+            Err(rejection) => {
+                self.metrics.rejected(&rejection);
+                rejection.into_response()
+            }
+        };
+        self.metrics.latency.record(started.elapsed().as_secs_f64());
+        response
+    }
+
+    async fn check_and_forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Rejection> {
+        let now = Timestamp::now();
+        let (instance, policy) = self.route(req.uri().path())?;
+        let span = tracing::debug_span!("gateway", account = %instance.account_id, instance = %instance.id);
+        let _enter = span.enter();
+        let addr = ClientAddr::resolve(peer, req.headers(), &self.trusted_proxies);
+        let result = self.authorize(&instance, &policy, &addr, req.headers(), now);
+        let result = match result {
+            Ok(()) => self.forward(&instance, req, &addr).await,
+            Err(r) => Err(r),
+        };
+        match &result {
+            Ok(_) => self.usage.record(instance.account_id, UsageKind::Allowed, "forwarded", now),
+            Err(r) => self.usage.record(instance.account_id, UsageKind::Rejected, r.reason(), now),
+        }
+        result
+    }
+
+    /// Steps 1: the instance and its token. A malformed token is answered like a wrong one.
+    fn route(&self, path: &str) -> Result<(Arc<LiveInstance>, Arc<AccountPolicy>), Rejection> {
+        let parts = split_path(path).ok_or(Rejection::InstanceNotFound)?;
+        let id: InstanceId = parts.instance.parse().map_err(|_| Rejection::InstanceNotFound)?;
+        let instance = self.state.instance(&id).ok_or(Rejection::InstanceNotFound)?;
+        let digest = token::parse(parts.token.as_bytes(), Prefix::Instance).map_err(|_| Rejection::InstanceNotFound)?;
+        if !digest.ct_eq(&instance.token_digest) {
+            return Err(Rejection::InstanceNotFound);
+        }
+        // An instance whose account policy is not loaded is not served (fail closed).
+        let policy = self.state.account(&instance.account_id).ok_or(Rejection::InstanceNotFound)?;
+        Ok((instance, policy))
+    }
+
+    /// Steps 1 (IP allowlist), 2 (Client-Token) and 3 (route rules).
+    fn authorize(
+        &self,
+        instance: &LiveInstance,
+        policy: &AccountPolicy,
+        addr: &ClientAddr,
+        headers: &HeaderMap,
+        now: Timestamp,
+    ) -> Result<(), Rejection> {
+        if !policy.allowlist.allows(addr.client) {
+            return Err(Rejection::IpNotAllowed(addr.client));
+        }
+        let presented = headers.get(proxy::CLIENT_TOKEN).map(|v| v.as_bytes());
+        let check = policy.security_token.check(presented, now);
+        let readiness = match check {
+            ClientTokenCheck::NotConfigured => None,
+            ClientTokenCheck::Valid => Some("with_valid_token"),
+            ClientTokenCheck::Missing => Some("missing"),
+            ClientTokenCheck::Invalid => Some("invalid"),
+        };
+        if let Some(reason) = readiness {
+            self.usage.record(instance.account_id, UsageKind::Readiness, reason, now);
+        }
+        if policy.security_token.is_active() {
+            match check {
+                ClientTokenCheck::Missing => return Err(Rejection::ClientTokenMissing),
+                ClientTokenCheck::Invalid => return Err(Rejection::ClientTokenInvalid),
+                ClientTokenCheck::Valid | ClientTokenCheck::NotConfigured => {}
+            }
+        }
+        if !instance.rules.is_empty() {
+            return Err(Rejection::BearerRequired);
+        }
+        Ok(())
+    }
+
+    /// Step 4.
+    async fn forward(
+        &self,
+        instance: &LiveInstance,
+        req: Request<Incoming>,
+        addr: &ClientAddr,
+    ) -> Result<Response<Body>, Rejection> {
+        if proxy::declared_length(req.headers()).is_some_and(|n| n > self.max_body_bytes) {
+            return Err(Rejection::BodyTooLarge);
+        }
+        let upstream_req = proxy::upstream_request(instance, req, addr, self.max_body_bytes)?;
+        let sent = tokio::time::timeout(self.upstream_timeout, self.client.request(upstream_req)).await;
+        match sent {
+            Err(_) => {
+                self.metrics.upstream_errors_timeout.increment(1);
+                Err(Rejection::UpstreamTimeout)
+            }
+            Ok(Err(e)) => {
+                if proxy::is_body_limit_error(&e) {
+                    return Err(Rejection::BodyTooLarge);
+                }
+                self.metrics.upstream_errors_unavailable.increment(1);
+                tracing::warn!(error = %proxy::ErrorChain(&e), "upstream request failed");
+                Err(Rejection::UpstreamUnavailable)
+            }
+            Ok(Ok(response)) => Ok(proxy::downstream_response(response)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gateway_paths_split() {
+        let p = split_path("/instances/abc/token/tgi_x/send-text/x%20y").unwrap();
+        assert_eq!(p, GatewayPath { instance: "abc", token: "tgi_x", tail: "/send-text/x%20y" });
+        assert_eq!(split_path("/instances/abc/token/tgi_x").unwrap().tail, "");
+        assert!(split_path("/instances/abc/tokens/tgi_x/a").is_none());
+        assert!(split_path("/instances/abc").is_none());
+        assert!(split_path("/v1/accounts").is_none());
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "198.51.100.7, 10.0.0.2".parse().unwrap());
+        let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let untrusted = ClientAddr::resolve(peer, &headers, &IpAllowlist::default());
+        assert_eq!(untrusted.client, "10.0.0.1".parse::<IpAddr>().unwrap());
+        let trusted = IpAllowlist::parse(&["10.0.0.0/8"]).unwrap();
+        let resolved = ClientAddr::resolve(peer, &headers, &trusted);
+        assert_eq!(resolved.client, "198.51.100.7".parse::<IpAddr>().unwrap());
+        let from_outside = ClientAddr::resolve("203.0.113.1:1".parse().unwrap(), &headers, &trusted);
+        assert_eq!(from_outside.client, "203.0.113.1".parse::<IpAddr>().unwrap());
+    }
+}

@@ -1,0 +1,98 @@
+//! Why the gateway refused a request, and how each refusal is answered.
+
+use std::net::IpAddr;
+
+use axum::body::Body;
+use http::{HeaderValue, Response, StatusCode, header};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    InstanceNotFound,
+    IpNotAllowed(IpAddr),
+    ClientTokenMissing,
+    ClientTokenInvalid,
+    /// The instance has route rules and bearer tokens are not accepted yet.
+    BearerRequired,
+    BodyTooLarge,
+    BadRequest(&'static str),
+    UpstreamUnavailable,
+    UpstreamTimeout,
+}
+
+impl Rejection {
+    /// The reason recorded in usage counts.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Rejection::InstanceNotFound => "instance_not_found",
+            Rejection::IpNotAllowed(_) => "ip_not_allowed",
+            Rejection::ClientTokenMissing => "client_token_missing",
+            Rejection::ClientTokenInvalid => "client_token_invalid",
+            Rejection::BearerRequired => "invalid_token",
+            Rejection::BodyTooLarge => "body_too_large",
+            Rejection::BadRequest(_) => "bad_request",
+            Rejection::UpstreamUnavailable => "upstream_unavailable",
+            Rejection::UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Rejection::InstanceNotFound => StatusCode::NOT_FOUND,
+            Rejection::IpNotAllowed(_) | Rejection::ClientTokenMissing | Rejection::ClientTokenInvalid => {
+                StatusCode::FORBIDDEN
+            }
+            Rejection::BearerRequired => StatusCode::UNAUTHORIZED,
+            Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    fn message(&self) -> std::borrow::Cow<'static, str> {
+        match self {
+            Rejection::InstanceNotFound => "instance not found".into(),
+            Rejection::IpNotAllowed(ip) => format!("{ip} not allowed").into(),
+            Rejection::ClientTokenMissing => "null not allowed".into(),
+            Rejection::ClientTokenInvalid => "Client-Token not allowed".into(),
+            Rejection::BearerRequired => "a valid bearer token is required".into(),
+            Rejection::BodyTooLarge => "request body too large".into(),
+            Rejection::BadRequest(m) => (*m).into(),
+            Rejection::UpstreamUnavailable => "upstream unavailable".into(),
+            Rejection::UpstreamTimeout => "upstream timeout".into(),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let body = serde_json::json!({ "error": self.message() }).to_string();
+        let mut response = Response::new(Body::from(body));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self == Rejection::BearerRequired {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_statuses_and_bodies() {
+        let cases = [
+            (Rejection::InstanceNotFound, 404, r#"{"error":"instance not found"}"#),
+            (Rejection::ClientTokenMissing, 403, r#"{"error":"null not allowed"}"#),
+            (Rejection::ClientTokenInvalid, 403, r#"{"error":"Client-Token not allowed"}"#),
+            (Rejection::IpNotAllowed("203.0.113.5".parse().unwrap()), 403, r#"{"error":"203.0.113.5 not allowed"}"#),
+            (Rejection::UpstreamUnavailable, 502, r#"{"error":"upstream unavailable"}"#),
+            (Rejection::UpstreamTimeout, 504, r#"{"error":"upstream timeout"}"#),
+        ];
+        for (rejection, status, body) in cases {
+            assert_eq!(rejection.status().as_u16(), status);
+            assert_eq!(serde_json::json!({ "error": rejection.message() }).to_string(), body);
+        }
+    }
+}

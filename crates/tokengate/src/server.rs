@@ -1,0 +1,243 @@
+//! Start-up, the accept loop and shutdown.
+//!
+//! [`Application::build`] opens the store, initializes it when new, loads the gateway
+//! state, binds the listener (port 0 in tests) and starts the background tasks;
+//! [`Application::run_until_stopped`] serves until the shutdown signal, then lets
+//! in-flight requests finish and flushes the counters.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::body::Body;
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use secrecy::{ExposeSecret, SecretString};
+use tokengate_core::token::{self, Prefix};
+use tokengate_core::{Digest, IpAllowlist};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tower::ServiceExt;
+
+use crate::config::Config;
+use crate::gateway::{self, Gateway};
+use crate::service::Services;
+use crate::state::GatewayState;
+use crate::store::{AdminTokenStore, SqlStore, StoreError};
+use crate::usage::UsageRecorder;
+use crate::{api, sync};
+
+/// The TCP peer of a request, for handlers that record it.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Opens the store the configuration names.
+pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
+    let store = match &config.database_url {
+        Some(url) => SqlStore::open(url).await,
+        None => SqlStore::open_sqlite(&config.data_dir).await,
+    };
+    store.context("opening the store")
+}
+
+/// Creates the first admin token. `None` when the store was already initialized.
+pub async fn initialize(store: &SqlStore) -> anyhow::Result<Option<SecretString>> {
+    let secret = token::generate(Prefix::Admin);
+    let id = tokengate_core::AuditId::new().to_string();
+    match store.create_first_admin_token(&id, Digest::of(secret.expose_secret().as_bytes())).await {
+        Ok(()) => Ok(Some(secret)),
+        Err(StoreError::Conflict(_)) => Ok(None),
+        Err(e) => Err(e).context("initializing the store"),
+    }
+}
+
+/// Writes the admin token to `DIR/admin-token`, readable by the owner only.
+fn write_admin_token(dir: &Path, secret: &SecretString) -> anyhow::Result<PathBuf> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("admin-token");
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+    file.write_all(secret.expose_secret().as_bytes())?;
+    file.write_all(b"\n")?;
+    file.sync_all()?;
+    Ok(path)
+}
+
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    services: Services,
+    gateway: Arc<Gateway>,
+    stop_tx: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        let store = open_store(&config).await?;
+        if let Some(secret) = initialize(&store).await? {
+            let path = write_admin_token(&config.data_dir, &secret).context("writing the admin token file")?;
+            tracing::info!(path = %path.display(), "initialized a new store; the admin token is in this file");
+        }
+        let state = Arc::new(GatewayState::default());
+        state.resync(&store).await.context("loading the gateway state")?;
+        let usage = Arc::new(UsageRecorder::default());
+        let trusted = IpAllowlist::parse(&config.trusted_proxies)?;
+        let gateway = Arc::new(Gateway::new(
+            Arc::clone(&state),
+            Arc::clone(&usage),
+            trusted,
+            Duration::from_secs(config.upstream_timeout_seconds),
+            config.max_body_bytes,
+        ));
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let port = listener.local_addr()?.port();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let services = Services {
+            store: store.clone(),
+            state: Arc::clone(&state),
+            usage: Arc::clone(&usage),
+            config: Arc::new(config),
+        };
+
+        let mut tasks = Vec::new();
+        {
+            let (usage, store, stop) = (Arc::clone(&usage), store.clone(), stop_rx.clone());
+            let every = Duration::from_millis(services.config.usage_flush_millis);
+            tasks.push(tokio::spawn(async move { usage.run(&store, every, stop).await }));
+        }
+        tasks.push(tokio::spawn(sync::run(
+            store.clone(),
+            Arc::clone(&state),
+            Duration::from_secs(services.config.resync_interval_seconds.max(1)),
+            stop_rx.clone(),
+        )));
+        {
+            let mut stop = stop_rx;
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(5));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => crate::telemetry::metrics_handle().run_upkeep(),
+                        _ = stop.changed() => break,
+                    }
+                }
+            }));
+        }
+        tracing::info!(listen = %SocketAddr::new(services.config.listen.ip(), port), store = ?store.backend(), instances = state.instance_count(), "tokengate ready");
+        Ok(Application { listener, port, services, gateway, stop_tx, tasks })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serves until `shutdown` completes, then drains connections and flushes counters.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let Application { listener, services, gateway, stop_tx, tasks, .. } = self;
+        let router = api::router(services.clone());
+        let max_header_bytes = services.config.max_header_bytes;
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(30))
+            // hyper's own hard limit; our JSON 431 answers below it.
+            .max_buf_size((max_header_bytes * 4).max(64 * 1024))
+            .max_headers(200);
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(pair) => pair,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let (router, gateway) = (router.clone(), Arc::clone(&gateway));
+            let svc = service_fn(move |mut req: Request<Incoming>| {
+                let (router, gateway) = (router.clone(), Arc::clone(&gateway));
+                async move {
+                    if header_bytes(&req) > max_header_bytes {
+                        return Ok::<_, std::convert::Infallible>(json_error(
+                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                            "request headers too large",
+                        ));
+                    }
+                    if req.uri().path().starts_with(gateway::PREFIX) {
+                        return Ok(gateway.handle(req, peer).await);
+                    }
+                    req.extensions_mut().insert(PeerAddr(peer));
+                    router.oneshot(req).await
+                }
+            });
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let _ = conn.await;
+            });
+        }
+        tracing::info!("shutting down: finishing in-flight requests");
+        drop(listener);
+        let grace = Duration::from_secs(services.config.shutdown_grace_seconds);
+        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+            tracing::warn!("in-flight requests still running after the grace period; closing");
+        }
+        let _ = stop_tx.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        services.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Total size of header names and values.
+fn header_bytes<B>(req: &Request<B>) -> usize {
+    req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum()
+}
+
+fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(serde_json::json!({ "error": message }).to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,94 @@
+//! The admin operations: validation, secrets, store writes, and the refresh of the
+//! gateway's in-memory state after each committed write. HTTP-free: the admin API and
+//! tests call these, and [`crate::api::error`] maps [`ServiceError`] to responses.
+
+mod accounts;
+mod instances;
+mod reports;
+mod security_token;
+
+use std::sync::Arc;
+
+pub use instances::{InstancePatch, NewInstance};
+pub use reports::{Readiness, UsageBucket, UsageQuery};
+pub use security_token::SecurityTokenView;
+
+use tokengate_core::{AccountId, AuditId, Timestamp};
+
+use crate::config::Config;
+use crate::state::GatewayState;
+use crate::store::{AuditEntry, Change, SqlStore, StoreError};
+use crate::usage::UsageRecorder;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => ServiceError::Conflict(m.to_string()),
+            other => ServiceError::Store(other),
+        }
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// Who performs an admin action, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub ip: Option<String>,
+}
+
+impl Actor {
+    fn audit(&self, account: Option<AccountId>, action: &str, target: impl ToString) -> AuditEntry {
+        AuditEntry {
+            id: AuditId::new(),
+            account_id: account,
+            at: Timestamp::now(),
+            actor: self.name.clone(),
+            action: action.to_string(),
+            target: target.to_string(),
+            ip: self.ip.clone(),
+        }
+    }
+}
+
+/// Everything the admin operations work on.
+#[derive(Clone)]
+pub struct Services {
+    pub store: SqlStore,
+    pub state: Arc<GatewayState>,
+    pub usage: Arc<UsageRecorder>,
+    pub config: Arc<Config>,
+}
+
+impl Services {
+    /// Brings this node's gateway state up to date after a committed write. Other nodes
+    /// get the same change through the store's change notices.
+    async fn refresh(&self, change: Change) {
+        if let Err(e) = self.state.apply(&self.store, change).await {
+            // The write is committed; the periodic resync will catch up.
+            tracing::error!(error = %e, ?change, "refreshing gateway state failed");
+        }
+    }
+}
+
+/// A display name: trimmed, 1 to 200 characters, no control characters.
+fn valid_name(name: &str, what: &str) -> ServiceResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(ServiceError::Invalid(format!("{what} must be 1 to 200 characters without control characters")));
+    }
+    Ok(name.to_string())
+}

@@ -1,0 +1,151 @@
+//! Persistence. One trait per capability of the store; [`SqlStore`] implements them on
+//! embedded SQLite (the default) and on PostgreSQL (several gateway nodes, one store).
+//!
+//! Every mutation that the admin API reports writes its audit entry in the same
+//! transaction, so an acknowledged change and its audit record are durable together.
+//! On PostgreSQL the same transaction publishes a change notice (see [`Change`]) that
+//! the other nodes use to refresh their in-memory gateway state.
+
+// The traits are implemented and called on concrete types inside this crate, where the
+// futures' `Send` is known; no `dyn` use needs the desugared form.
+#![allow(async_fn_in_trait)]
+
+mod model;
+mod sql;
+
+pub use model::*;
+pub use sql::{Backend, CHANGE_CHANNEL, SqlStore};
+
+use tokengate_core::{AccountId, Digest, InstanceId, MemberId, Timestamp};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(&'static str),
+    #[error("store unavailable: {0}")]
+    Backend(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What a committed write changed, as far as the gateway's in-memory state cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// An account's security token or IP allowlist.
+    Account(AccountId),
+    Instance(InstanceId),
+    AdminTokens,
+}
+
+impl Change {
+    pub fn encode(&self) -> String {
+        match self {
+            Change::Account(id) => format!("account:{id}"),
+            Change::Instance(id) => format!("instance:{id}"),
+            Change::AdminTokens => "admin".to_string(),
+        }
+    }
+
+    pub fn decode(s: &str) -> Option<Change> {
+        match s.split_once(':') {
+            Some(("account", id)) => id.parse().ok().map(Change::Account),
+            Some(("instance", id)) => id.parse().ok().map(Change::Instance),
+            _ if s == "admin" => Some(Change::AdminTokens),
+            _ => None,
+        }
+    }
+}
+
+pub trait AdminTokenStore {
+    /// Creates the first admin token; `Conflict` when the store already has one.
+    async fn create_first_admin_token(&self, id: &str, digest: Digest) -> StoreResult<()>;
+    async fn admin_token_digests(&self) -> StoreResult<Vec<(String, Digest)>>;
+}
+
+pub trait AccountStore {
+    async fn create_account(&self, account: &Account, audit: &AuditEntry) -> StoreResult<()>;
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+    async fn get_account(&self, id: AccountId) -> StoreResult<Account>;
+    async fn set_ip_allowlist(&self, id: AccountId, cidrs: &[String], audit: &AuditEntry) -> StoreResult<()>;
+}
+
+pub trait MemberStore {
+    async fn create_member(&self, member: &Member, password_hash: &str, audit: &AuditEntry) -> StoreResult<()>;
+    async fn list_members(&self, account: AccountId) -> StoreResult<Vec<Member>>;
+    async fn delete_member(&self, id: MemberId, audit: &AuditEntry) -> StoreResult<Member>;
+}
+
+pub trait InstanceStore {
+    async fn create_instance(&self, instance: &Instance, token: Digest, audit: &AuditEntry) -> StoreResult<()>;
+    async fn list_instances(&self, account: AccountId) -> StoreResult<Vec<Instance>>;
+    async fn get_instance(&self, id: InstanceId) -> StoreResult<Instance>;
+    async fn update_instance(&self, instance: &Instance, audit: &AuditEntry) -> StoreResult<()>;
+    async fn delete_instance(&self, id: InstanceId, audit: &AuditEntry) -> StoreResult<()>;
+    /// The instance with its token digest, as the gateway needs it.
+    async fn gateway_instance(&self, id: InstanceId) -> StoreResult<Option<GatewayInstance>>;
+    async fn all_gateway_instances(&self) -> StoreResult<Vec<GatewayInstance>>;
+}
+
+pub trait SecurityTokenStore {
+    async fn security_token(&self, account: AccountId) -> StoreResult<Option<SecurityToken>>;
+    /// Stores a new disabled token; `Conflict` when the current one is active.
+    async fn generate_security_token(
+        &self,
+        account: AccountId,
+        digest: Digest,
+        now: Timestamp,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
+    async fn set_security_token_active(
+        &self,
+        account: AccountId,
+        active: bool,
+        now: Timestamp,
+        audit: &AuditEntry,
+    ) -> StoreResult<SecurityToken>;
+    async fn rotate_security_token(
+        &self,
+        account: AccountId,
+        digest: Digest,
+        now: Timestamp,
+        previous_valid_until: Timestamp,
+        audit: &AuditEntry,
+    ) -> StoreResult<SecurityToken>;
+    async fn delete_security_token(&self, account: AccountId, audit: &AuditEntry) -> StoreResult<()>;
+    /// Security token and IP allowlist of every account, for a full resync.
+    async fn all_account_policies(&self) -> StoreResult<Vec<AccountPolicyRecord>>;
+    async fn account_policy(&self, account: AccountId) -> StoreResult<Option<AccountPolicyRecord>>;
+}
+
+pub trait AuditStore {
+    async fn audit_entries(&self, account: AccountId, limit: u32) -> StoreResult<Vec<AuditEntry>>;
+}
+
+pub trait UsageStore {
+    /// Adds counts to their buckets (an upsert that sums), in one transaction.
+    async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()>;
+    /// Counts of one account (and one token, when given) of one kind since `since`.
+    async fn usage(
+        &self,
+        account: AccountId,
+        token: Option<&str>,
+        kind: UsageKind,
+        since: Timestamp,
+    ) -> StoreResult<Vec<UsageRow>>;
+}
+
+/// Everything the server needs from its store.
+pub trait Store:
+    AdminTokenStore + AccountStore + MemberStore + InstanceStore + SecurityTokenStore + AuditStore + UsageStore
+{
+}
+impl<T> Store for T where
+    T: AdminTokenStore + AccountStore + MemberStore + InstanceStore + SecurityTokenStore + AuditStore + UsageStore
+{
+}

@@ -1,0 +1,136 @@
+//! Records as the store keeps them and the admin API shows them.
+
+use serde::{Deserialize, Serialize};
+use tokengate_core::{AccountId, AuditId, Digest, InstanceId, MemberId, Rule, Timestamp};
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Account {
+    #[schema(value_type = String)]
+    pub id: AccountId,
+    pub name: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Owner,
+    Admin,
+    Developer,
+    Viewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Owner => "owner",
+            Role::Admin => "admin",
+            Role::Developer => "developer",
+            Role::Viewer => "viewer",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        [Role::Owner, Role::Admin, Role::Developer, Role::Viewer].into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Member {
+    #[schema(value_type = String)]
+    pub id: MemberId,
+    #[serde(skip)]
+    pub account_id: AccountId,
+    pub email: String,
+    pub role: Role,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Instance {
+    #[schema(value_type = String)]
+    pub id: InstanceId,
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    pub name: String,
+    pub upstream_url: String,
+    #[schema(value_type = Vec<Object>)]
+    pub rules: Vec<Rule>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// An instance as the gateway needs it: with the digest of its token.
+#[derive(Debug, Clone)]
+pub struct GatewayInstance {
+    pub instance: Instance,
+    pub token_digest: Digest,
+}
+
+#[derive(Debug, Clone)]
+pub struct SecurityToken {
+    pub active: bool,
+    pub digest: Digest,
+    pub created_at: Timestamp,
+    pub activated_at: Option<Timestamp>,
+    pub previous: Option<(Digest, Timestamp)>,
+}
+
+/// The per-account state the gateway enforces.
+#[derive(Debug, Clone)]
+pub struct AccountPolicyRecord {
+    pub account_id: AccountId,
+    pub ip_allowlist: Vec<String>,
+    pub security_token: Option<SecurityToken>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AuditEntry {
+    #[schema(value_type = String)]
+    pub id: AuditId,
+    #[serde(skip)]
+    pub account_id: Option<AccountId>,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    pub actor: String,
+    pub action: String,
+    pub target: String,
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum UsageKind {
+    /// Gateway outcomes: `allowed` and `rejected` with a reason.
+    Allowed,
+    Rejected,
+    /// Client-Token readiness: `with_valid_token`, `missing`, `invalid`.
+    Readiness,
+}
+
+impl UsageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UsageKind::Allowed => "allowed",
+            UsageKind::Rejected => "rejected",
+            UsageKind::Readiness => "readiness",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<UsageKind> {
+        [UsageKind::Allowed, UsageKind::Rejected, UsageKind::Readiness].into_iter().find(|k| k.as_str() == s)
+    }
+}
+
+/// One counter bucket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageRow {
+    pub account_id: AccountId,
+    /// Empty for counts not attributed to a token.
+    pub token_id: String,
+    pub bucket_start: Timestamp,
+    pub kind: UsageKind,
+    pub reason: std::borrow::Cow<'static, str>,
+    pub count: i64,
+}

@@ -1,0 +1,102 @@
+//! Logs (tracing, text or JSON) and Prometheus metrics.
+//!
+//! Log lines name accounts, instances and token ids, never a secret: gateway paths carry
+//! the instance token, so request logging here never prints a gateway URI.
+
+use std::sync::OnceLock;
+
+use metrics::{Counter, Histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+use crate::gateway::Rejection;
+
+/// Installs the global tracing subscriber (once; later calls are ignored).
+pub fn init_tracing(format: LogFormat, level: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
+        LogFormat::Text => builder.with_ansi(false).try_init(),
+    };
+}
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> &'static PrometheusHandle {
+    HANDLE.get_or_init(|| {
+        let builder = PrometheusBuilder::new()
+            .set_buckets_for_metric(
+                Matcher::Suffix("_seconds".into()),
+                &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0],
+            )
+            .unwrap_or_else(|_| PrometheusBuilder::new());
+        let recorder = builder.build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may already be installed (e.g. by an embedding program);
+        // then our handle still renders what we record through it.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
+}
+
+const REASONS: [&str; 9] = [
+    "instance_not_found",
+    "ip_not_allowed",
+    "client_token_missing",
+    "client_token_invalid",
+    "invalid_token",
+    "body_too_large",
+    "bad_request",
+    "upstream_unavailable",
+    "upstream_timeout",
+];
+
+/// Metric handles of the gateway, resolved once so the hot path only bumps atomics.
+pub struct GatewayMetrics {
+    pub forwarded: Counter,
+    rejected: Vec<(&'static str, Counter)>,
+    pub latency: Histogram,
+    pub upstream_errors_unavailable: Counter,
+    pub upstream_errors_timeout: Counter,
+}
+
+impl GatewayMetrics {
+    pub fn new() -> GatewayMetrics {
+        metrics_handle();
+        metrics::describe_counter!("tokengate_gateway_requests_total", "Gateway requests by outcome and reason");
+        metrics::describe_histogram!(
+            "tokengate_gateway_request_duration_seconds",
+            metrics::Unit::Seconds,
+            "Gateway request latency until response headers"
+        );
+        metrics::describe_counter!("tokengate_upstream_errors_total", "Upstream failures by kind");
+        GatewayMetrics {
+            forwarded: metrics::counter!("tokengate_gateway_requests_total", "outcome" => "forwarded", "reason" => "ok"),
+            rejected: REASONS
+                .iter()
+                .map(|r| {
+                    (*r, metrics::counter!("tokengate_gateway_requests_total", "outcome" => "rejected", "reason" => *r))
+                })
+                .collect(),
+            latency: metrics::histogram!("tokengate_gateway_request_duration_seconds"),
+            upstream_errors_unavailable: metrics::counter!("tokengate_upstream_errors_total", "kind" => "unavailable"),
+            upstream_errors_timeout: metrics::counter!("tokengate_upstream_errors_total", "kind" => "timeout"),
+        }
+    }
+
+    pub fn rejected(&self, rejection: &Rejection) {
+        let reason = rejection.reason();
+        if let Some((_, c)) = self.rejected.iter().find(|(r, _)| *r == reason) {
+            c.increment(1);
+        }
+    }
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,130 @@
+//! Usage and readiness counting, aggregated in memory and flushed in the background.
+//!
+//! The hot path only increments an atomic counter (inserting it the first time a key is
+//! seen in a minute); a background task moves the counts into the store every second.
+//! A failed flush puts the counts back, so a slow or unreachable store delays counts but
+//! never loses them and never slows a request.
+
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dashmap::DashMap;
+use tokengate_core::{AccountId, Timestamp};
+
+use crate::store::{SqlStore, UsageKind, UsageRow, UsageStore};
+
+/// Counters are kept per minute; coarser buckets are sums of these.
+pub const BUCKET_MS: i64 = 60_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    account: AccountId,
+    bucket_start: i64,
+    kind: UsageKind,
+    reason: &'static str,
+}
+
+#[derive(Default)]
+pub struct UsageRecorder {
+    counts: DashMap<Key, AtomicU64>,
+}
+
+impl UsageRecorder {
+    pub fn record(&self, account: AccountId, kind: UsageKind, reason: &'static str, now: Timestamp) {
+        let bucket_start = now.as_millis() - now.as_millis().rem_euclid(BUCKET_MS);
+        let key = Key { account, bucket_start, kind, reason };
+        if let Some(counter) = self.counts.get(&key) {
+            counter.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.counts.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Takes every pending count out, leaving zeros behind for the current minute.
+    pub fn drain(&self, now: Timestamp) -> Vec<UsageRow> {
+        let mut rows = Vec::new();
+        for entry in self.counts.iter() {
+            let n = entry.value().swap(0, Ordering::Relaxed);
+            if n > 0 {
+                let k = entry.key();
+                rows.push(UsageRow {
+                    account_id: k.account,
+                    token_id: String::new(),
+                    bucket_start: Timestamp::from_millis(k.bucket_start),
+                    kind: k.kind,
+                    reason: Cow::Borrowed(k.reason),
+                    count: i64::try_from(n).unwrap_or(i64::MAX),
+                });
+            }
+        }
+        // Increments hold a shard's read lock, `retain` its write lock: nothing added
+        // between the swap and here is dropped, because a non-zero counter is kept.
+        let current = now.as_millis() - now.as_millis().rem_euclid(BUCKET_MS);
+        self.counts.retain(|k, v| k.bucket_start >= current || v.load(Ordering::Relaxed) != 0);
+        rows
+    }
+
+    /// Puts counts back after a failed flush.
+    fn restore(&self, rows: Vec<UsageRow>) {
+        for row in rows {
+            let Cow::Borrowed(reason) = row.reason else { continue };
+            let key =
+                Key { account: row.account_id, bucket_start: row.bucket_start.as_millis(), kind: row.kind, reason };
+            self.counts.entry(key).or_default().fetch_add(u64::try_from(row.count).unwrap_or(0), Ordering::Relaxed);
+        }
+    }
+
+    /// Writes pending counts to the store.
+    pub async fn flush(&self, store: &SqlStore) {
+        let rows = self.drain(Timestamp::now());
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = store.add_usage(&rows).await {
+            tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; will retry");
+            self.restore(rows);
+        }
+    }
+
+    /// Flushes every `every` until `stop` fires, then once more.
+    pub async fn run(&self, store: &SqlStore, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.flush(store).await,
+                _ = stop.changed() => break,
+            }
+        }
+        self.flush(store).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_aggregate_per_minute_and_drain_once() {
+        let rec = UsageRecorder::default();
+        let acc = AccountId::new();
+        let t = Timestamp::from_millis(1_700_000_000_000);
+        for _ in 0..3 {
+            rec.record(acc, UsageKind::Allowed, "forwarded", t);
+        }
+        rec.record(acc, UsageKind::Rejected, "client_token_missing", t);
+        rec.record(acc, UsageKind::Allowed, "forwarded", t.plus_secs(60));
+        let mut rows = rec.drain(t.plus_secs(60));
+        rows.sort_by_key(|r| (r.bucket_start, r.reason.to_string()));
+        let summary: Vec<(i64, &str, i64)> =
+            rows.iter().map(|r| (r.bucket_start.as_millis() - t.as_millis(), r.reason.as_ref(), r.count)).collect();
+        assert_eq!(
+            summary,
+            vec![(-20_000, "client_token_missing", 1), (-20_000, "forwarded", 3), (40_000, "forwarded", 1)]
+        );
+        assert!(rec.drain(t.plus_secs(60)).is_empty());
+        rec.restore(rows);
+        assert_eq!(rec.drain(t.plus_secs(60)).iter().map(|r| r.count).sum::<i64>(), 5);
+    }
+}
