@@ -1,0 +1,238 @@
+//! The admin API: resources, bad input of every kind, and the operational endpoints.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{StoreKind, TestApp};
+use crate::on_both_stores;
+
+on_both_stores!(instances_and_members, bad_input_is_a_clear_4xx);
+
+async fn instances_and_members(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    let acc = app.create_account("  Acme Ltda  ").await;
+    let (s, account) = app.admin(Method::GET, &format!("/v1/accounts/{acc}"), None).await;
+    assert_eq!((s, account["name"].as_str()), (StatusCode::OK, Some("Acme Ltda")));
+    let (_, list) = app.admin(Method::GET, "/v1/accounts", None).await;
+    assert!(list["items"].as_array().unwrap().iter().any(|a| a["id"] == acc.as_str()));
+
+    let (id, token) = app.create_instance(&acc).await;
+    assert!(token.starts_with("tgi_") && token.len() == 40);
+    let (s, listed) = app.admin(Method::GET, &format!("/v1/accounts/{acc}/instances"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(listed["items"][0]["id"], id.as_str());
+    assert!(!listed.to_string().contains(&token), "lists never carry secrets");
+    assert!(listed["items"][0].get("token").is_none());
+    let (s, one) = app.admin(Method::GET, &format!("/v1/instances/{id}"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(one.get("token").is_none());
+
+    let (s, patched) = app.admin(Method::PATCH, &format!("/v1/instances/{id}"), Some(json!({"name": "renamed"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(patched["name"], "renamed");
+    assert_eq!(patched["upstream_url"], app.upstream.url().as_str());
+
+    let member = json!({"email": "Ana@Example.com", "password": "correct horse battery", "role": "developer"});
+    let (s, created) = app.admin(Method::POST, &format!("/v1/accounts/{acc}/members"), Some(member.clone())).await;
+    assert_eq!(s, StatusCode::CREATED, "{created}");
+    assert_eq!(created["email"], "ana@example.com");
+    assert_eq!(created["role"], "developer");
+    assert!(!created.to_string().contains("correct horse"));
+    let (s, _) = app.admin(Method::POST, &format!("/v1/accounts/{acc}/members"), Some(member)).await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    let (s, members) = app.admin(Method::GET, &format!("/v1/accounts/{acc}/members"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(members["items"].as_array().unwrap().len(), 1);
+    assert!(!members.to_string().contains("argon2"), "no password hash in lists");
+    let mid = created["id"].as_str().unwrap();
+    let (s, _) = app.admin(Method::DELETE, &format!("/v1/members/{mid}"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = app.admin(Method::DELETE, &format!("/v1/members/{mid}"), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    for bad in [
+        json!({"email": "nope", "password": "long enough pw", "role": "viewer"}),
+        json!({"email": "a@b.c", "password": "short", "role": "viewer"}),
+        json!({"email": "a@b.c", "password": "long enough pw", "role": "emperor"}),
+    ] {
+        let (s, body) = app.admin(Method::POST, &format!("/v1/accounts/{acc}/members"), Some(bad)).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    }
+    app.stop().await;
+}
+
+async fn bad_input_is_a_clear_4xx(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    let acc = app.create_account("Bad").await;
+    let (inst, inst_token) = app.create_instance(&acc).await;
+    let raw = |method: Method, path: &str, body: &'static [u8], content_type: &str| {
+        let req = app
+            .http
+            .request(method, app.url(path))
+            .bearer_auth(&app.admin_token)
+            .header("Content-Type", content_type.to_string())
+            .body(body);
+        async move {
+            let res = req.send().await.unwrap();
+            let status = res.status();
+            let body: Value = serde_json::from_str(&res.text().await.unwrap()).unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    let cases: Vec<(Method, String, &'static [u8], &str, u16)> = vec![
+        (Method::POST, "/v1/accounts".into(), b"{\"name\": ", "application/json", 400),
+        (Method::POST, "/v1/accounts".into(), b"{\"name\": \"x\",,}", "application/json", 400),
+        (Method::POST, "/v1/accounts".into(), b"{\"name\": 5}", "application/json", 422),
+        (Method::POST, "/v1/accounts".into(), b"{\"nome\": \"x\"}", "application/json", 422),
+        (Method::POST, "/v1/accounts".into(), b"{\"name\": \"\"}", "application/json", 422),
+        (Method::POST, "/v1/accounts".into(), b"{\"name\": \"x\"}", "text/plain", 415),
+        (Method::POST, "/v1/accounts".into(), b"\xff\xfe{", "application/json", 400),
+        (
+            Method::POST,
+            format!("/v1/accounts/{acc}/instances"),
+            b"{\"name\":\"x\",\"upstream_url\":\"ftp://x\"}",
+            "application/json",
+            422,
+        ),
+        (
+            Method::POST,
+            format!("/v1/accounts/{acc}/instances"),
+            b"{\"name\":\"x\",\"upstream_url\":\"http://u:p@x\"}",
+            "application/json",
+            422,
+        ),
+        (
+            Method::POST,
+            format!("/v1/accounts/{acc}/instances"),
+            b"{\"name\":\"x\",\"upstream_url\":\"http://x\",\"rules\":[{\"path\":\"nope\"}]}",
+            "application/json",
+            422,
+        ),
+        (Method::POST, format!("/v1/accounts/{acc}/instances"), b"{\"name\":\"x\"}", "application/json", 422),
+        (Method::PATCH, format!("/v1/instances/{inst}"), b"{\"upstream_url\": 7}", "application/json", 422),
+        (
+            Method::PUT,
+            format!("/v1/accounts/{acc}/ip-allowlist"),
+            b"{\"cidrs\": \"10.0.0.0/8\"}",
+            "application/json",
+            422,
+        ),
+        (Method::GET, "/v1/accounts/not-an-id".into(), b"", "application/json", 404),
+        (Method::GET, "/v1/accounts/018f0000-0000-7000-8000-000000000000".into(), b"", "application/json", 404),
+        (Method::GET, "/v1/instances/0".into(), b"", "application/json", 404),
+        (Method::DELETE, "/v1/instances/018f0000-0000-7000-8000-000000000000".into(), b"", "application/json", 404),
+        (
+            Method::POST,
+            "/v1/accounts/018f0000-0000-7000-8000-000000000000/security-token".into(),
+            b"",
+            "application/json",
+            404,
+        ),
+        (
+            Method::POST,
+            "/v1/accounts/018f0000-0000-7000-8000-000000000000/security-token/rotate".into(),
+            b"{}",
+            "application/json",
+            404,
+        ),
+        (Method::POST, format!("/v1/accounts/{acc}/security-token/rotate"), b"{}", "application/json", 404),
+        (Method::GET, format!("/v1/accounts/{acc}/usage?bucket_seconds=7"), b"", "application/json", 422),
+        (Method::GET, format!("/v1/accounts/{acc}/usage?since=yesterday"), b"", "application/json", 422),
+        (Method::GET, format!("/v1/accounts/{acc}/audit?limit=0"), b"", "application/json", 422),
+        (Method::GET, format!("/v1/accounts/{acc}/audit?limit=abc"), b"", "application/json", 422),
+        (Method::GET, "/v1/nothing-here".into(), b"", "application/json", 404),
+        (Method::PUT, "/v1/accounts".into(), b"", "application/json", 405),
+    ];
+    for (method, path, body, ct, want) in cases {
+        let (status, answer) = raw(method.clone(), &path, body, ct).await;
+        assert_eq!(status.as_u16(), want, "{method} {path} {:?}: {answer}", String::from_utf8_lossy(body));
+        assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{method} {path}: {answer}");
+    }
+
+    // Oversized admin body.
+    let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(100_000));
+    let res = app
+        .http
+        .post(app.url("/v1/accounts"))
+        .bearer_auth(&app.admin_token)
+        .header("Content-Type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+
+    // Authentication: none, wrong, checksum-broken, non-UTF-8.
+    let mut broken = app.admin_token.clone().into_bytes();
+    broken[12] = if broken[12] == b'z' { b'y' } else { b'z' };
+    for auth in [
+        None,
+        Some(b"Bearer nope".to_vec()),
+        Some(format!("Bearer {}", String::from_utf8(broken).unwrap()).into_bytes()),
+        Some(b"Bearer \xff\xfe".to_vec()),
+    ] {
+        let mut req = app.http.get(app.url("/v1/accounts"));
+        if let Some(a) = auth {
+            req = req.header("Authorization", reqwest::header::HeaderValue::from_bytes(&a).unwrap());
+        }
+        let res = req.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert!(res.headers().contains_key("www-authenticate"));
+    }
+
+    // Gateway: non-UTF-8 Client-Token, oversized headers.
+    app.generate_security_token(&acc).await;
+    app.activate(&acc).await;
+    let gw = app.url(&format!("/instances/{inst}/token/{inst_token}/x"));
+    let res = app
+        .http
+        .get(&gw)
+        .header("Client-Token", reqwest::header::HeaderValue::from_bytes(b"\xff\xfe").unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(res.text().await.unwrap(), r#"{"error":"Client-Token not allowed"}"#);
+    let res = app.http.get(&gw).header("X-Big", "a".repeat(20_000)).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert!(res.text().await.unwrap().contains("error"));
+
+    // Nothing half-written: the refused creations left no instance behind.
+    let (_, listed) = app.admin(Method::GET, &format!("/v1/accounts/{acc}/instances"), None).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operational_endpoints() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(app.http.get(app.url(path)).send().await.unwrap().status(), StatusCode::OK, "{path}");
+    }
+    let openapi: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(openapi["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/v1/accounts",
+        "/v1/accounts/{acc}/instances",
+        "/v1/instances/{id}",
+        "/v1/accounts/{acc}/security-token",
+        "/v1/accounts/{acc}/security-token/activate",
+        "/v1/accounts/{acc}/security-token/rotate",
+        "/v1/accounts/{acc}/ip-allowlist",
+        "/v1/accounts/{acc}/usage",
+        "/v1/accounts/{acc}/audit",
+        "/v1/members/{id}",
+    ] {
+        assert!(openapi["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
+    }
+
+    let acc = app.create_account("M").await;
+    let inst = app.create_instance(&acc).await;
+    app.call(&inst, "/x", &[]).await;
+    app.call(&(inst.0.clone(), "tgi_bad".into()), "/x", &[]).await;
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("tokengate_gateway_requests_total{outcome=\"forwarded\",reason=\"ok\"}"), "{metrics}");
+    assert!(metrics.contains("reason=\"instance_not_found\""), "{metrics}");
+    assert!(metrics.contains("tokengate_gateway_request_duration_seconds_bucket"), "{metrics}");
+    app.stop().await;
+}

@@ -1,0 +1,273 @@
+//! Forwarding through the gateway: the Z-API corpus, streaming, headers, upstream
+//! failures and the limits.
+
+use std::path::PathBuf;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{StoreKind, TestApp};
+use crate::on_both_stores;
+
+on_both_stores!(zapi_corpus_is_forwarded_unchanged);
+
+fn corpus() -> Vec<(String, Value)> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/zapi-requests");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            (p.file_name().unwrap().to_string_lossy().into_owned(), serde_json::from_str(&text).unwrap())
+        })
+        .collect()
+}
+
+/// Replays all 178 Z-API request examples through an instance with an active token.
+async fn zapi_corpus_is_forwarded_unchanged(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    let acc = app.create_account("Z").await;
+    let (id, inst_token) = app.create_instance(&acc).await;
+    let client_token = app.generate_security_token(&acc).await;
+    app.activate(&acc).await;
+
+    let corpus = corpus();
+    assert_eq!(corpus.len(), 178);
+    for (name, req) in corpus {
+        let raw = req["url"].as_str().unwrap().replace("{{security-token}}", &client_token);
+        let url = url::Url::parse(&raw).unwrap();
+        // The part after /token/SEU_TOKEN is the tail; partner endpoints forward whole.
+        let path = url.path();
+        let tail = match path.split_once("/token/SEU_TOKEN") {
+            Some((_, tail)) => tail.to_string(),
+            None => path.to_string(),
+        };
+        let mut query = url.query().map(str::to_string);
+        if query.is_none() {
+            let pairs: Vec<(String, String)> = req["queryString"]
+                .as_array()
+                .map(|q| {
+                    q.iter()
+                        .map(|p| (p["name"].as_str().unwrap().to_string(), p["value"].as_str().unwrap().to_string()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if !pairs.is_empty() {
+                query = Some(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish());
+            }
+        }
+        let path_and_query = match &query {
+            Some(q) => format!("{tail}?{q}"),
+            None => tail.clone(),
+        };
+        let method = Method::from_bytes(req["method"].as_str().unwrap().as_bytes()).unwrap();
+        let mut builder =
+            app.http.request(method.clone(), app.url(&format!("/instances/{id}/token/{inst_token}{path_and_query}")));
+        let headers = req["headers"].as_array().cloned().unwrap_or_default();
+        let has = |name: &str| headers.iter().any(|h| h["name"].as_str().unwrap().eq_ignore_ascii_case(name));
+        for h in &headers {
+            let value = h["value"].as_str().unwrap().replace("{{security-token}}", &client_token);
+            builder = builder.header(h["name"].as_str().unwrap(), value);
+        }
+        if !has("client-token") {
+            builder = builder.header("Client-Token", &client_token);
+        }
+        let body = req["postData"]["text"].as_str().map(str::to_string);
+        let mime = req["postData"]["mimeType"].as_str().map(str::to_string);
+        if let Some(mime) = mime.as_deref().filter(|_| !has("content-type")) {
+            builder = builder.header("Content-Type", mime);
+        }
+        if let Some(body) = &body {
+            builder = builder.body(body.clone());
+        }
+        let res = builder.send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{name}");
+        let seen = app.upstream.last();
+        assert_eq!(seen.method, method.as_str(), "{name}");
+        assert_eq!(seen.path_and_query, path_and_query, "{name}");
+        assert_eq!(seen.body, body.clone().unwrap_or_default().into_bytes(), "{name}");
+        if let Some(mime) = mime {
+            assert_eq!(seen.headers.get("content-type").unwrap().to_str().unwrap(), mime, "{name}");
+        }
+        assert!(seen.headers.get("client-token").is_none(), "{name}: Client-Token forwarded");
+        assert_eq!(seen.headers.get("x-tokengate-account").unwrap().to_str().unwrap(), acc, "{name}");
+        if let Some(auth) = headers.iter().find(|h| h["name"] == "Authorization") {
+            // An instance without rules passes the client's Authorization untouched.
+            assert_eq!(seen.headers.get("authorization").unwrap().to_str().unwrap(), auth["value"].as_str().unwrap());
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_are_rewritten_as_a_proxy_should() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let acc = app.create_account("H").await;
+    let inst = app.create_instance(&acc).await;
+    let (id, token) = &inst;
+    let res = app
+        .http
+        .get(app.url(&format!("/instances/{id}/token/{token}/a/b%20c?x=1&y=%2F")))
+        .header("X-Forwarded-For", "198.51.100.1")
+        .header("X-Tokengate-Account", "spoofed")
+        .header("X-Tokengate-Token-Id", "spoofed")
+        .header("Connection", "keep-alive, X-Drop-Me")
+        .header("X-Drop-Me", "1")
+        .header("X-Keep-Me", "2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), r#"{"ok":true}"#);
+    let seen = app.upstream.last();
+    assert_eq!(seen.path_and_query, "/a/b%20c?x=1&y=%2F");
+    let h = |n: &str| seen.headers.get(n).map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(h("x-forwarded-for").as_deref(), Some("127.0.0.1"), "an untrusted client's XFF is replaced");
+    assert_eq!(h("x-tokengate-account"), Some(acc.clone()));
+    assert_eq!(h("x-tokengate-token-id"), None);
+    assert_eq!(h("x-drop-me"), None, "headers named by Connection are hop-by-hop");
+    assert_eq!(h("x-keep-me").as_deref(), Some("2"));
+    assert_eq!(h("host").as_deref(), Some(app.upstream.addr.to_string().as_str()));
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trusted_proxy_forwarded_for_is_used_for_the_allowlist() {
+    let app = TestApp::spawn_with(None, |c| c.trusted_proxies = vec!["127.0.0.1/32".into()]).await;
+    let acc = app.create_account("P").await;
+    let inst = app.create_instance(&acc).await;
+    let (s, _) = app
+        .admin(Method::PUT, &format!("/v1/accounts/{acc}/ip-allowlist"), Some(json!({"cidrs": ["203.0.113.0/24"]})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(app.call(&inst, "/x", &[("X-Forwarded-For", "203.0.113.9")]).await.0, StatusCode::OK);
+    assert_eq!(app.upstream.last().headers["x-forwarded-for"], "203.0.113.9, 127.0.0.1");
+    assert_eq!(
+        app.call(&inst, "/x", &[("X-Forwarded-For", "198.51.100.2")]).await,
+        (StatusCode::FORBIDDEN, r#"{"error":"198.51.100.2 not allowed"}"#.into())
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_streamed_and_limited() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let acc = app.create_account("B").await;
+    let (id, token) = app.create_instance(&acc).await;
+    let url = app.url(&format!("/instances/{id}/token/{token}/upload"));
+
+    let big: Vec<u8> = (0..900_000u32).map(|i| (i % 251) as u8).collect();
+    let res = app.http.post(&url).body(big.clone()).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.upstream.last().body.as_ref(), big.as_slice());
+
+    // Chunked (no Content-Length), within the limit: streamed through.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..10).map(|i| Ok(vec![i as u8; 10_000])).collect();
+    let res =
+        app.http.post(&url).body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(app.upstream.last().body.len(), 100_000);
+
+    // Over the limit (1 MiB here), declared: refused before anything is sent upstream.
+    let before = app.upstream.count();
+    let res = app.http.post(&url).body(vec![b'x'; 1024 * 1024 + 1]).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(res.text().await.unwrap().contains("error"));
+    // Over the limit, chunked: cut off while streaming.
+    // The client may see the 413 or, when it is still sending as the server closes, a reset.
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..20).map(|_| Ok(vec![b'y'; 100_000])).collect();
+    let res = app.http.post(&url).body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks))).send().await;
+    if let Ok(res) = res {
+        assert_eq!(res.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    assert_eq!(app.upstream.count(), before, "the upstream never completed an oversized request");
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_are_502_and_504() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let acc = app.create_account("U").await;
+    let inst = app.create_instance(&acc).await;
+    // 504: the upstream answers /slow after 5 s; the configured timeout is 2 s.
+    assert_eq!(
+        app.call(&inst, "/slow", &[]).await,
+        (StatusCode::GATEWAY_TIMEOUT, r#"{"error":"upstream timeout"}"#.into())
+    );
+
+    // 502: point the instance at a port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let (s, _) =
+        app.admin(Method::PATCH, &format!("/v1/instances/{}", inst.0), Some(json!({"upstream_url": dead_url}))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        app.call(&inst, "/x", &[]).await,
+        (StatusCode::BAD_GATEWAY, r#"{"error":"upstream unavailable"}"#.into())
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_instances_and_bad_instance_tokens_are_404() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let acc = app.create_account("N").await;
+    let (id, token) = app.create_instance(&acc).await;
+    let other = app.create_instance(&acc).await;
+    let mut broken = token.clone().into_bytes();
+    broken[10] = if broken[10] == b'A' { b'B' } else { b'A' };
+    let broken = String::from_utf8(broken).unwrap();
+    let not_found = (StatusCode::NOT_FOUND, r#"{"error":"instance not found"}"#.to_string());
+    for (i, t) in [
+        (id.as_str(), broken.as_str()),
+        (id.as_str(), other.1.as_str()),
+        (id.as_str(), "tgi_short"),
+        ("not-a-uuid", token.as_str()),
+        (other.0.as_str(), token.as_str()),
+        ("018f0000-0000-7000-8000-000000000000", token.as_str()),
+    ] {
+        assert_eq!(app.call(&(i.to_string(), t.to_string()), "/x", &[]).await, not_found, "{i} {t}");
+    }
+    assert_eq!(app.upstream.count(), 0);
+    // A deleted instance stops at once.
+    assert_eq!(app.call(&(id.clone(), token.clone()), "/x", &[]).await.0, StatusCode::OK);
+    let (s, _) = app.admin(Method::DELETE, &format!("/v1/instances/{id}"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(app.call(&(id, token), "/x", &[]).await, not_found);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instances_with_rules_refuse_requests_without_a_valid_bearer_token() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let acc = app.create_account("R").await;
+    let rules = json!([{"methods": ["POST"], "path": "/send-*", "scopes": ["messages:send"]}]);
+    let (s, body) = app
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{acc}/instances"),
+            Some(json!({"name": "r", "upstream_url": app.upstream.url(), "rules": rules})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(body["rules"], rules);
+    let inst = (body["id"].as_str().unwrap().to_string(), body["token"].as_str().unwrap().to_string());
+    let res = app
+        .http
+        .post(app.url(&format!("/instances/{}/token/{}/send-text", inst.0, inst.1)))
+        .header("Authorization", "Bearer tgk_whatever")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(res.headers()["www-authenticate"], r#"Bearer error="invalid_token""#);
+    assert_eq!(app.upstream.count(), 0, "fails closed");
+    app.stop().await;
+}

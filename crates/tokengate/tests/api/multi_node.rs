@@ -1,0 +1,66 @@
+//! Several gateway nodes on one PostgreSQL store: a change through one node is enforced
+//! by the others within one second (SPEC §5), through change notices.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::{NULL_NOT_ALLOWED, StoreKind, TestApp};
+
+/// Polls `check` until it holds; fails when it does not within the contract's second.
+async fn within_one_second<F, Fut>(what: &str, mut check: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if check().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < Duration::from_secs(1), "{what}: not seen by the other node within 1 s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_on_one_node_is_enforced_by_the_other() {
+    let a = TestApp::spawn(StoreKind::Postgres).await;
+    let b = a.second_node().await;
+    let acc = a.create_account("Shared").await;
+    let inst = a.create_instance(&acc).await;
+    let token = a.generate_security_token(&acc).await;
+
+    // The new instance is served by B too.
+    within_one_second("instance created on A", || async { b.call(&inst, "/x", &[]).await.0 == StatusCode::OK }).await;
+
+    a.activate(&acc).await;
+    let took = within_one_second("activation on A", || async {
+        b.call(&inst, "/x", &[]).await == (StatusCode::FORBIDDEN, NULL_NOT_ALLOWED.to_string())
+    })
+    .await;
+    eprintln!("activation seen by node B after {took:?}");
+    assert_eq!(b.call(&inst, "/x", &[("Client-Token", &token)]).await.0, StatusCode::OK);
+
+    // And the other way round: deactivate through B, A lets requests through.
+    let (s, _) = b.admin(Method::POST, &format!("/v1/accounts/{acc}/security-token/deactivate"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    within_one_second("deactivation on B", || async { a.call(&inst, "/x", &[]).await.0 == StatusCode::OK }).await;
+
+    // Deleting the instance on A stops it on B.
+    let (s, _) = a.admin(Method::DELETE, &format!("/v1/instances/{}", inst.0), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    within_one_second("instance deleted on A", || async { b.call(&inst, "/x", &[]).await.0 == StatusCode::NOT_FOUND })
+        .await;
+
+    // Readiness counted on both nodes adds up in the shared store.
+    // (Notices are applied in commit order: once B serves the instance, it has the token.)
+    let acc2 = a.create_account("Counted").await;
+    a.generate_security_token(&acc2).await;
+    let inst2 = a.create_instance(&acc2).await;
+    within_one_second("second instance", || async { b.call(&inst2, "/x", &[]).await.0 == StatusCode::OK }).await;
+    a.call(&inst2, "/x", &[]).await;
+    a.wait_readiness(&acc2, (0, 2, 0)).await;
+    b.stop().await;
+    a.stop().await;
+}

@@ -1,0 +1,321 @@
+//! The real binary: `init`, `serve`, the CLI, crash safety (SIGKILL), graceful
+//! shutdown (SIGTERM), and that no secret reaches a log line.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::helpers::{NULL_NOT_ALLOWED, StoreKind, Upstream, binary, fresh_postgres_database, read_admin_token};
+use crate::on_both_stores;
+
+on_both_stores!(acknowledged_writes_survive_sigkill);
+
+/// A `tokengate serve` process, its captured log, and an HTTP client for it.
+struct Server {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<String>>,
+    http: reqwest::Client,
+    admin_token: String,
+}
+
+impl Server {
+    fn start(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> Server {
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug", "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(url) = database_url {
+            cmd.args(["--database-url", url]);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        let sink = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str::<Value>(&line)
+                    && v["message"] == "tokengate ready"
+                {
+                    let _ = tx.send(v["listen"].as_str().unwrap_or_default().to_string());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(60))
+            .unwrap_or_else(|_| panic!("server did not start: {}", log.lock().unwrap()));
+        let admin_token = read_admin_token(data_dir);
+        Server { child, addr, log, http: reqwest::Client::builder().no_proxy().build().unwrap(), admin_token }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.admin_token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+        let mut req = self.http.get(self.url(path));
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let res = req.send().await.unwrap();
+        (res.status(), res.text().await.unwrap())
+    }
+
+    fn signal(&self, sig: &str) {
+        Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn init_prints_the_admin_token_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(binary()).args(["init", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let token = printed["admin_token"].as_str().unwrap();
+    assert!(token.starts_with("tga_") && token.len() == 40);
+    assert_eq!(printed.as_object().unwrap().len(), 1);
+
+    let again = Command::new(binary()).args(["init", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(!again.status.success());
+    assert!(!String::from_utf8_lossy(&again.stdout).contains("tga_"));
+    assert!(!String::from_utf8_lossy(&again.stderr).contains(token));
+}
+
+#[test]
+fn print_config_applies_layers_and_redacts() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("tg.toml");
+    std::fs::write(&file, "listen = \"127.0.0.1:7000\"\nlog_level = \"warn\"\n").unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--print-config", "--config"])
+        .arg(&file)
+        .args(["--database-url", "postgres://tg:s3cret-pw@db.internal/tg"])
+        .env("TOKENGATE_LOG_LEVEL", "debug")
+        .env("TOKENGATE_LISTEN", "127.0.0.1:7001")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(shown.contains("listen = \"127.0.0.1:7001\""), "env over file: {shown}");
+    assert!(shown.contains("log_level = \"debug\""), "{shown}");
+    assert!(!shown.contains("s3cret-pw"), "{shown}");
+    assert!(shown.contains("REDACTED"));
+}
+
+/// SIGKILL right after acknowledged writes; everything acknowledged is there after restart.
+async fn acknowledged_writes_survive_sigkill(kind: StoreKind) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = match kind {
+        StoreKind::Sqlite => None,
+        StoreKind::Postgres => Some(fresh_postgres_database().await),
+    };
+    let upstream = Upstream::start().await;
+    let server = Server::start(dir.path(), db.as_deref(), &[]);
+    let (_, acc) = server.admin(Method::POST, "/v1/accounts", Some(json!({"name": "Durable"}))).await;
+    let acc = acc["id"].as_str().unwrap().to_string();
+    let mut instances = Vec::new();
+    for i in 0..5 {
+        let (s, inst) = server
+            .admin(
+                Method::POST,
+                &format!("/v1/accounts/{acc}/instances"),
+                Some(json!({"name": format!("i{i}"), "upstream_url": upstream.url()})),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED);
+        instances.push((inst["id"].as_str().unwrap().to_string(), inst["token"].as_str().unwrap().to_string()));
+    }
+    let (_, generated) = server.admin(Method::POST, &format!("/v1/accounts/{acc}/security-token"), None).await;
+    let first = generated["token"].as_str().unwrap().to_string();
+    let (s, _) = server.admin(Method::POST, &format!("/v1/accounts/{acc}/security-token/activate"), None).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, rotated) = server
+        .admin(Method::POST, &format!("/v1/accounts/{acc}/security-token/rotate"), Some(json!({"grace_seconds": 3600})))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let second = rotated["token"].as_str().unwrap().to_string();
+    server.signal("-KILL");
+    drop(server);
+
+    let server = Server::start(dir.path(), db.as_deref(), &[]);
+    let (_, listed) = server.admin(Method::GET, &format!("/v1/accounts/{acc}/instances"), None).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 5);
+    let (_, status) = server.admin(Method::GET, &format!("/v1/accounts/{acc}/security-token"), None).await;
+    assert_eq!(status["status"], "active");
+    assert!(status["previous_valid_until"].is_string());
+    for (id, token) in &instances {
+        let path = format!("/instances/{id}/token/{token}/x");
+        assert_eq!(server.get(&path, &[]).await, (StatusCode::FORBIDDEN, NULL_NOT_ALLOWED.to_string()));
+        assert_eq!(server.get(&path, &[("Client-Token", &second)]).await.0, StatusCode::OK);
+        assert_eq!(server.get(&path, &[("Client-Token", &first)]).await.0, StatusCode::OK, "inside the grace period");
+    }
+    let (_, audit) = server.admin(Method::GET, &format!("/v1/accounts/{acc}/audit"), None).await;
+    let actions: Vec<&str> = audit["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions.iter().filter(|a| **a == "instance.created").count(), 5);
+    assert!(actions.contains(&"security_token.rotated"));
+}
+
+/// A whole scenario with bad input, then a search of the captured log for every secret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_log_and_sigterm_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start().await;
+    let server = Server::start(dir.path(), None, &[]);
+    let mut secrets = vec![server.admin_token.clone()];
+    assert!(server.log().contains("admin-token"), "the log names the admin token file");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(dir.path().join("admin-token")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let (_, acc) = server.admin(Method::POST, "/v1/accounts", Some(json!({"name": "Quiet"}))).await;
+    let acc = acc["id"].as_str().unwrap().to_string();
+    let (_, inst) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{acc}/instances"),
+            Some(json!({"name": "q", "upstream_url": upstream.url()})),
+        )
+        .await;
+    let (id, itoken) = (inst["id"].as_str().unwrap().to_string(), inst["token"].as_str().unwrap().to_string());
+    secrets.push(itoken.clone());
+    let (_, generated) = server.admin(Method::POST, &format!("/v1/accounts/{acc}/security-token"), None).await;
+    let ct = generated["token"].as_str().unwrap().to_string();
+    secrets.push(ct.clone());
+    server.admin(Method::POST, &format!("/v1/accounts/{acc}/security-token/activate"), None).await;
+    let (_, rotated) = server
+        .admin(Method::POST, &format!("/v1/accounts/{acc}/security-token/rotate"), Some(json!({"grace_seconds": 60})))
+        .await;
+    secrets.push(rotated["token"].as_str().unwrap().to_string());
+    server
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{acc}/members"),
+            Some(json!({"email": "x@y.z", "password": "pw-that-must-not-leak", "role": "viewer"})),
+        )
+        .await;
+    secrets.push("pw-that-must-not-leak".into());
+    let gw = format!("/instances/{id}/token/{itoken}");
+    server.get(&format!("{gw}/ok"), &[("Client-Token", &ct)]).await;
+    server.get(&format!("{gw}/missing"), &[]).await;
+    server.get(&format!("{gw}/wrong"), &[("Client-Token", "tgc_guess")]).await;
+    server.get(&format!("/instances/{id}/token/tgi_wrong/x"), &[]).await;
+    server.admin(Method::POST, "/v1/accounts", Some(json!({"name": 42}))).await;
+    // Upstream down: the error is logged, without the URL's token.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    server.admin(Method::PATCH, &format!("/v1/instances/{id}"), Some(json!({"upstream_url": dead_url}))).await;
+    assert_eq!(server.get(&format!("{gw}/x"), &[("Client-Token", &ct)]).await.0, StatusCode::BAD_GATEWAY);
+    server.admin(Method::PATCH, &format!("/v1/instances/{id}"), Some(json!({"upstream_url": upstream.url()}))).await;
+
+    // SIGTERM with a request in flight: it completes, then the process exits cleanly.
+    let slow = {
+        let http = server.http.clone();
+        let url = server.url(&format!("{gw}/slow"));
+        let ct = ct.clone();
+        tokio::spawn(async move { http.get(url).header("Client-Token", ct).send().await.map(|r| r.status()) })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.signal("-TERM");
+    assert_eq!(slow.await.unwrap().unwrap(), StatusCode::OK, "in-flight request finished during shutdown");
+    let mut server = server;
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "exit after SIGTERM: {status:?}");
+    std::thread::sleep(Duration::from_millis(100));
+    let log = server.log();
+    assert!(log.contains("stopped"), "{log}");
+    for secret in &secrets {
+        assert!(!log.contains(secret.as_str()), "a secret reached the log");
+    }
+    // Any tokengate-shaped secret at all?
+    for prefix in ["tga_", "tgc_", "tgi_"] {
+        for (i, _) in log.match_indices(prefix) {
+            let candidate: String = log[i..].chars().take(40).collect();
+            assert!(
+                candidate.len() < 40 || !candidate.chars().skip(4).all(|c| c.is_ascii_alphanumeric()),
+                "token-like string in the log: {candidate}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_drives_the_security_token_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = Upstream::start().await;
+    let server = Server::start(dir.path(), None, &[]);
+    let cli = |args: &[&str]| {
+        let out = Command::new(binary())
+            .args(args)
+            .args(["--json", "--url", &server.url("")])
+            .env("TOKENGATE_ADMIN_TOKEN", &server.admin_token)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let acc = cli(&["accounts", "create", "--name", "From CLI"]);
+    let acc = acc["id"].as_str().unwrap();
+    let inst = cli(&["instances", "create", "--account", acc, "--name", "cli", "--upstream-url", &upstream.url()]);
+    let (id, token) = (inst["id"].as_str().unwrap(), inst["token"].as_str().unwrap());
+    let generated = cli(&["security-token", "generate", "--account", acc]);
+    assert_eq!(generated["status"], "disabled");
+    let ct = generated["token"].as_str().unwrap();
+    let status = cli(&["security-token", "status", "--account", acc]);
+    assert_eq!(status["status"], "disabled");
+    assert!(status.get("token").is_none());
+    assert_eq!(cli(&["security-token", "activate", "--account", acc])["status"], "active");
+    let path = format!("/instances/{id}/token/{token}/x");
+    assert_eq!(server.get(&path, &[]).await, (StatusCode::FORBIDDEN, NULL_NOT_ALLOWED.to_string()));
+    assert_eq!(server.get(&path, &[("Client-Token", ct)]).await.0, StatusCode::OK);
+    let rotated = cli(&["security-token", "rotate", "--account", acc, "--grace-seconds", "0"]);
+    assert_ne!(rotated["token"], ct);
+    assert_eq!(cli(&["security-token", "deactivate", "--account", acc])["status"], "disabled");
+    let listed = cli(&["instances", "list", "--account", acc]);
+    assert_eq!(listed[0]["id"], id);
+
+    // Human-readable output and a clear error without a token.
+    let out = Command::new(binary())
+        .args(["accounts", "list", "--url", &server.url("")])
+        .env_remove("TOKENGATE_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("admin token"));
+}
