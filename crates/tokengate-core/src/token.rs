@@ -82,8 +82,17 @@ impl Digest {
     }
 
     /// Constant-time equality, for the places that compare rather than look up.
+    ///
+    /// The differences of all four 64-bit words are folded without branching and only
+    /// the folded word goes through `subtle` (byte-wise `subtle` costs ~40 ns a call).
     pub fn ct_eq(&self, other: &Digest) -> bool {
-        self.0.ct_eq(&other.0).into()
+        let word = |d: &[u8; 32], i: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(d.get(i * 8..i * 8 + 8).unwrap_or(&[0; 8]));
+            u64::from_ne_bytes(w)
+        };
+        let diff = (0..4).fold(0u64, |acc, i| acc | (word(&self.0, i) ^ word(&other.0, i)));
+        diff.ct_eq(&0).into()
     }
 
     pub fn from_slice(bytes: &[u8]) -> Option<Digest> {
@@ -138,7 +147,10 @@ pub fn parse(presented: &[u8], expected: Prefix) -> Result<Digest, TokenError> {
     if !random.iter().chain(sum).all(u8::is_ascii_alphanumeric) {
         return Err(TokenError::Malformed);
     }
-    if checksum(body) != sum {
+    // Decoding the presented six digits (fixed width, so the representation is unique)
+    // and comparing numbers avoids encoding, and allocating, on every request.
+    let presented_sum = base62::decode(sum).map_err(|_| TokenError::Malformed)?;
+    if presented_sum != u128::from(crc32fast::hash(body)) {
         return Err(TokenError::BadChecksum);
     }
     Ok(Digest::of(presented))
@@ -193,6 +205,17 @@ mod tests {
         bad_char[20] = b'-';
         assert_eq!(parse(&bad_char, Prefix::ApiKey), Err(TokenError::Malformed));
         assert_eq!(parse(b"", Prefix::ApiKey), Err(TokenError::Malformed));
+    }
+
+    #[test]
+    fn digest_equality_sees_every_word() {
+        let a = Digest::of(b"a");
+        assert!(a.ct_eq(&a));
+        for i in 0..32 {
+            let mut b = a;
+            b.0[i] ^= 0x80;
+            assert!(!a.ct_eq(&b), "byte {i}");
+        }
     }
 
     proptest::proptest! {
