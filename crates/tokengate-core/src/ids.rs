@@ -62,6 +62,10 @@ id_type!(
     /// One audit log entry.
     AuditId
 );
+id_type!(
+    /// An API key or personal access token (not the secret: its public handle).
+    TokenId
+);
 
 #[cfg(test)]
 mod tests {

@@ -5,6 +5,7 @@
 //! isolation and the gateway's hot path can call it without ever awaiting.
 
 pub mod allowlist;
+pub mod credential;
 pub mod ids;
 pub mod rules;
 pub mod security_token;
@@ -12,7 +13,8 @@ pub mod timestamp;
 pub mod token;
 
 pub use allowlist::IpAllowlist;
-pub use ids::{AccountId, AuditId, InstanceId, MemberId};
+pub use credential::{Credential, Denial, TokenKind};
+pub use ids::{AccountId, AuditId, InstanceId, MemberId, TokenId};
 pub use rules::{Rule, RuleSet};
 pub use security_token::{ClientTokenCheck, SecurityTokenPolicy, SecurityTokenStatus};
 pub use timestamp::Timestamp;

@@ -5,16 +5,27 @@
 //! once, on other nodes through PostgreSQL change notices), and fully after start-up
 //! and after the notice connection was lost, because notices sent meanwhile are gone.
 
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use http::HeaderValue;
 use http::uri::{Authority, Scheme};
-use tokengate_core::{AccountId, Digest, InstanceId, IpAllowlist, RuleSet, SecurityTokenPolicy};
+use tokengate_core::token;
+use tokengate_core::{
+    AccountId, Credential, Denial, Digest, InstanceId, IpAllowlist, RuleSet, SecurityTokenPolicy, Timestamp, TokenId,
+    TokenKind,
+};
 
 use crate::store::{
-    AccountPolicyRecord, AdminTokenStore, Change, GatewayInstance, InstanceStore, SecurityTokenStore, SqlStore,
-    StoreResult,
+    AccountPolicyRecord, AdminTokenStore, ApiToken, Change, GatewayInstance, InstanceStore, RateLimit,
+    SecurityTokenStore, SqlStore, StoreResult, TokenStore,
 };
 
 /// Where an instance forwards to, parsed once when the instance is loaded.
@@ -62,11 +73,52 @@ pub struct AccountPolicy {
     pub allowlist: IpAllowlist,
 }
 
+/// How long a revoked or expired token is still recognised (and refused with its reason).
+pub const TOMBSTONE_SECONDS: i64 = 7 * 24 * 3600;
+
+/// An API key or personal token as the gateway checks it.
+pub struct LiveToken {
+    pub credential: Credential,
+    /// `X-Tokengate-Scopes`, built once.
+    pub scopes_header: HeaderValue,
+    rate: Option<(RateLimit, Arc<DefaultDirectRateLimiter>)>,
+}
+
+impl std::fmt::Debug for LiveToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveToken").field("id", &self.credential.id).finish_non_exhaustive()
+    }
+}
+
+impl LiveToken {
+    /// Takes one request from the token's rate limit (GCRA, kept per node).
+    fn take(&self) -> Result<(), Denial> {
+        let Some((_, limiter)) = &self.rate else { return Ok(()) };
+        limiter.check().map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            Denial::RateLimited { retry_after_seconds: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
+        })
+    }
+}
+
+fn limiter(rate: RateLimit) -> Option<Arc<DefaultDirectRateLimiter>> {
+    let burst = NonZeroU32::new(rate.limit)?;
+    let period = Duration::from_secs(u64::from(rate.window_seconds)).checked_div(rate.limit)?;
+    let quota = Quota::with_period(period.max(Duration::from_nanos(1)))?.allow_burst(burst);
+    Some(Arc::new(RateLimiter::direct(quota)))
+}
+
 #[derive(Default)]
 pub struct GatewayState {
     instances: DashMap<InstanceId, Arc<LiveInstance>>,
     accounts: DashMap<AccountId, Arc<AccountPolicy>>,
+    /// Keyed by the digest of the secret: a presented token is found by hash lookup.
+    tokens: DashMap<Digest, Arc<LiveToken>>,
     admin_tokens: ArcSwap<Vec<(String, Digest)>>,
+    /// Refreshes run one at a time, each reading the store after the previous one: a
+    /// full resync can then never drop or overwrite what a later commit loaded, and two
+    /// refreshes of one object cannot land out of order. The hot path never takes it.
+    refresh: tokio::sync::Mutex<()>,
 }
 
 impl GatewayState {
@@ -94,11 +146,46 @@ impl GatewayState {
         self.instances.len()
     }
 
+    pub fn token_count(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Checks a presented API key or personal token: format and checksum, lookup by
+    /// digest, revocation, expiry, account and instance, client address, scopes, and
+    /// finally the rate limit (only a request that would pass spends from it).
+    pub fn verify_token(
+        &self,
+        presented: &[u8],
+        now: Timestamp,
+        account: Option<AccountId>,
+        instance: Option<InstanceId>,
+        client: Option<IpAddr>,
+        required: &[String],
+    ) -> Result<Arc<LiveToken>, (Denial, Option<TokenId>)> {
+        let kind = TokenKind::of(presented).ok_or((Denial::Malformed, None))?;
+        let digest = token::parse(presented, kind.prefix()).map_err(|_| (Denial::Malformed, None))?;
+        let live = self.tokens.get(&digest).map(|e| Arc::clone(e.value())).ok_or((Denial::NotFound, None))?;
+        match live.credential.check(now, account, instance, client, required).and_then(|()| live.take()) {
+            Ok(()) => Ok(live),
+            // Another account's token is not counted against it here.
+            Err(Denial::NotForHere) => Err((Denial::NotForHere, None)),
+            Err(denial) => Err((denial, Some(live.credential.id))),
+        }
+    }
+
     /// Replaces everything with what the store holds now.
     pub async fn resync(&self, store: &SqlStore) -> StoreResult<()> {
+        let _one_at_a_time = self.refresh.lock().await;
         let policies = store.all_account_policies().await?;
         let instances = store.all_gateway_instances().await?;
+        let tokens = store.all_live_tokens(Timestamp::now().plus_secs(-TOMBSTONE_SECONDS)).await?;
         self.admin_tokens.store(Arc::new(store.admin_token_digests().await?));
+        let digests: HashSet<Digest> = tokens.iter().map(|(_, d)| *d).collect();
+        let mut scope_sets = HashMap::new();
+        for (token, digest) in tokens {
+            self.put_token(token, digest, &mut scope_sets);
+        }
+        self.tokens.retain(|d, _| digests.contains(d));
 
         let accounts: Vec<AccountId> = policies.iter().map(|p| p.account_id).collect();
         for record in policies {
@@ -115,6 +202,7 @@ impl GatewayState {
 
     /// Reloads what one committed change touched.
     pub async fn apply(&self, store: &SqlStore, change: Change) -> StoreResult<()> {
+        let _one_at_a_time = self.refresh.lock().await;
         match change {
             Change::Account(id) => match store.account_policy(id).await? {
                 Some(record) => self.put_account(record),
@@ -136,6 +224,11 @@ impl GatewayState {
                     self.instances.remove(&id);
                 }
             },
+            Change::Token(id) => {
+                if let Some((token, digest)) = store.live_token(id).await? {
+                    self.put_token(token, digest, &mut HashMap::new());
+                }
+            }
             Change::AdminTokens => self.admin_tokens.store(Arc::new(store.admin_token_digests().await?)),
         }
         Ok(())
@@ -152,6 +245,49 @@ impl GatewayState {
             Some(t) => SecurityTokenPolicy::Configured { active: t.active, current: t.digest, previous: t.previous },
         };
         self.accounts.insert(record.account_id, Arc::new(AccountPolicy { security_token, allowlist }));
+    }
+
+    /// Adds or replaces a token. `scope_sets` shares identical scope lists between tokens
+    /// during a bulk load. Revoked and expired tokens stay for [`TOMBSTONE_SECONDS`], so
+    /// that the verify API can tell `revoked` and `expired` from `not_found`.
+    fn put_token(&self, token: ApiToken, digest: Digest, scope_sets: &mut HashMap<Vec<String>, Arc<[String]>>) {
+        let horizon = Timestamp::now().plus_secs(-TOMBSTONE_SECONDS);
+        if token.revoked_at.is_some_and(|at| at <= horizon) || token.expires_at.is_some_and(|at| at <= horizon) {
+            self.tokens.remove(&digest);
+            return;
+        }
+        let Ok(ip_allowlist) = IpAllowlist::parse(&token.ip_allowlist) else {
+            tracing::error!(token = %token.id, "stored token allowlist is invalid; not accepting the token");
+            self.tokens.remove(&digest);
+            return;
+        };
+        let scopes_header = HeaderValue::from_str(&token.scopes.join(" ")).unwrap_or(HeaderValue::from_static(""));
+        let scopes = match scope_sets.get(&token.scopes) {
+            Some(shared) => Arc::clone(shared),
+            None => {
+                let shared: Arc<[String]> = token.scopes.clone().into();
+                scope_sets.insert(token.scopes, Arc::clone(&shared));
+                shared
+            }
+        };
+        // A reload keeps the limiter's state unless the limit itself changed.
+        let previous = self.tokens.get(&digest).and_then(|e| e.value().rate.clone());
+        let rate = token.rate_limit.and_then(|rl| match previous {
+            Some((old, l)) if old == rl => Some((rl, l)),
+            _ => limiter(rl).map(|l| (rl, l)),
+        });
+        let credential = Credential {
+            id: token.id,
+            account_id: token.account_id,
+            kind: token.kind,
+            member_id: token.member_id,
+            scopes,
+            expires_at: token.expires_at,
+            revoked_at: token.revoked_at,
+            ip_allowlist,
+            instance_ids: token.instance_ids,
+        };
+        self.tokens.insert(digest, Arc::new(LiveToken { credential, scopes_header, rate }));
     }
 
     fn put_instance(&self, record: GatewayInstance) {

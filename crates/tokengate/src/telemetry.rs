@@ -42,12 +42,18 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
-const REASONS: [&str; 9] = [
+const REASONS: [&str; 15] = [
     "instance_not_found",
     "ip_not_allowed",
     "client_token_missing",
     "client_token_invalid",
+    "no_matching_rule",
     "invalid_token",
+    "insufficient_scope",
+    "rate_limited",
+    "token_ip_not_allowed",
+    "token_expired",
+    "token_revoked",
     "body_too_large",
     "bad_request",
     "upstream_unavailable",

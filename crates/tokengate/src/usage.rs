@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use tokengate_core::{AccountId, Timestamp};
+use tokengate_core::{AccountId, Timestamp, TokenId};
 
-use crate::store::{SqlStore, UsageKind, UsageRow, UsageStore};
+use crate::store::{SqlStore, TokenStore, UsageKind, UsageRow, UsageStore};
 
 /// Counters are kept per minute; coarser buckets are sums of these.
 pub const BUCKET_MS: i64 = 60_000;
@@ -20,6 +20,8 @@ pub const BUCKET_MS: i64 = 60_000;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     account: AccountId,
+    /// `None` for the account's own totals.
+    token: Option<TokenId>,
     bucket_start: i64,
     kind: UsageKind,
     reason: &'static str,
@@ -28,17 +30,38 @@ struct Key {
 #[derive(Default)]
 pub struct UsageRecorder {
     counts: DashMap<Key, AtomicU64>,
+    /// Last use of each token since the last flush (write-behind `last_used_at`).
+    last_used: DashMap<TokenId, Timestamp>,
 }
 
 impl UsageRecorder {
-    pub fn record(&self, account: AccountId, kind: UsageKind, reason: &'static str, now: Timestamp) {
+    /// Counts one request for the account and, when given, for the token as well.
+    pub fn record(
+        &self,
+        account: AccountId,
+        token: Option<TokenId>,
+        kind: UsageKind,
+        reason: &'static str,
+        now: Timestamp,
+    ) {
         let bucket_start = now.as_millis() - now.as_millis().rem_euclid(BUCKET_MS);
-        let key = Key { account, bucket_start, kind, reason };
+        self.bump(Key { account, token: None, bucket_start, kind, reason });
+        if token.is_some() {
+            self.bump(Key { account, token, bucket_start, kind, reason });
+        }
+    }
+
+    fn bump(&self, key: Key) {
         if let Some(counter) = self.counts.get(&key) {
             counter.fetch_add(1, Ordering::Relaxed);
             return;
         }
         self.counts.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes that a token was used now.
+    pub fn touch(&self, token: TokenId, now: Timestamp) {
+        self.last_used.insert(token, now);
     }
 
     /// Takes every pending count out, leaving zeros behind for the current minute.
@@ -50,7 +73,7 @@ impl UsageRecorder {
                 let k = entry.key();
                 rows.push(UsageRow {
                     account_id: k.account,
-                    token_id: String::new(),
+                    token_id: k.token.map(|t| t.to_string()).unwrap_or_default(),
                     bucket_start: Timestamp::from_millis(k.bucket_start),
                     kind: k.kind,
                     reason: Cow::Borrowed(k.reason),
@@ -69,14 +92,31 @@ impl UsageRecorder {
     fn restore(&self, rows: Vec<UsageRow>) {
         for row in rows {
             let Cow::Borrowed(reason) = row.reason else { continue };
-            let key =
-                Key { account: row.account_id, bucket_start: row.bucket_start.as_millis(), kind: row.kind, reason };
+            let token = row.token_id.parse().ok();
+            let key = Key {
+                account: row.account_id,
+                token,
+                bucket_start: row.bucket_start.as_millis(),
+                kind: row.kind,
+                reason,
+            };
             self.counts.entry(key).or_default().fetch_add(u64::try_from(row.count).unwrap_or(0), Ordering::Relaxed);
         }
     }
 
-    /// Writes pending counts to the store.
+    /// Writes pending counts and last-use times to the store.
     pub async fn flush(&self, store: &SqlStore) {
+        let used: Vec<(TokenId, Timestamp)> = self.last_used.iter().map(|e| (*e.key(), *e.value())).collect();
+        // Removed only if not used again meanwhile; a failed write puts the time back.
+        for (id, at) in &used {
+            self.last_used.remove_if(id, |_, v| v == at);
+        }
+        if let Err(e) = store.touch_tokens(&used).await {
+            tracing::warn!(error = %e, "last-used flush failed; will retry");
+            for (id, at) in used {
+                self.last_used.entry(id).and_modify(|v| *v = (*v).max(at)).or_insert(at);
+            }
+        }
         let rows = self.drain(Timestamp::now());
         if rows.is_empty() {
             return;
@@ -111,10 +151,10 @@ mod tests {
         let acc = AccountId::new();
         let t = Timestamp::from_millis(1_700_000_000_000);
         for _ in 0..3 {
-            rec.record(acc, UsageKind::Allowed, "forwarded", t);
+            rec.record(acc, None, UsageKind::Allowed, "forwarded", t);
         }
-        rec.record(acc, UsageKind::Rejected, "client_token_missing", t);
-        rec.record(acc, UsageKind::Allowed, "forwarded", t.plus_secs(60));
+        rec.record(acc, None, UsageKind::Rejected, "client_token_missing", t);
+        rec.record(acc, None, UsageKind::Allowed, "forwarded", t.plus_secs(60));
         let mut rows = rec.drain(t.plus_secs(60));
         rows.sort_by_key(|r| (r.bucket_start, r.reason.to_string()));
         let summary: Vec<(i64, &str, i64)> =
@@ -126,5 +166,23 @@ mod tests {
         assert!(rec.drain(t.plus_secs(60)).is_empty());
         rec.restore(rows);
         assert_eq!(rec.drain(t.plus_secs(60)).iter().map(|r| r.count).sum::<i64>(), 5);
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn token_requests_count_for_the_account_and_the_token() {
+        let rec = UsageRecorder::default();
+        let (acc, tok) = (AccountId::new(), TokenId::new());
+        let t = Timestamp::from_millis(1_700_000_000_000);
+        rec.record(acc, Some(tok), UsageKind::Allowed, "forwarded", t);
+        rec.record(acc, None, UsageKind::Allowed, "forwarded", t);
+        let rows = rec.drain(t);
+        let total = |token: &str| rows.iter().filter(|r| r.token_id == token).map(|r| r.count).sum::<i64>();
+        assert_eq!(total(""), 2);
+        assert_eq!(total(&tok.to_string()), 1);
     }
 }

@@ -70,3 +70,34 @@ impl FromRequestParts<Services> for Admin {
 pub fn path_id<T: FromStr>(raw: &str, what: &'static str) -> Result<T, ApiError> {
     raw.parse().map_err(|_| ApiError::NotFound(what))
 }
+
+/// Who may call `POST /v1/verify`: the platform admin, or an API key holding
+/// `tokens:verify`, which then sees only its own account's tokens.
+pub enum Verifier {
+    Admin,
+    Account(tokengate_core::AccountId),
+}
+
+impl FromRequestParts<Services> for Verifier {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .map(<[u8]>::trim_ascii)
+            .ok_or(ApiError::Unauthorized)?;
+        if let Ok(digest) = token::parse(presented, Prefix::Admin) {
+            return services.state.admin_token_id(&digest).map(|_| Verifier::Admin).ok_or(ApiError::Unauthorized);
+        }
+        let ip = parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip().to_canonical());
+        let required = ["tokens:verify".to_string()];
+        match services.state.verify_token(presented, tokengate_core::Timestamp::now(), None, None, ip, &required) {
+            Ok(live) if live.credential.kind == tokengate_core::TokenKind::ApiKey => {
+                Ok(Verifier::Account(live.credential.account_id))
+            }
+            _ => Err(ApiError::Unauthorized),
+        }
+    }
+}

@@ -10,6 +10,7 @@ mod instances;
 mod ops;
 mod reports;
 mod security_token;
+mod tokens;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -30,6 +31,7 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
     tags(
         (name = "accounts"), (name = "members"), (name = "instances"),
         (name = "security-token", description = "The account security token (Client-Token)"),
+        (name = "tokens", description = "API keys and personal access tokens"),
         (name = "reports", description = "Usage and audit"),
     )
 )]
@@ -61,6 +63,11 @@ pub fn router(services: Services) -> Router {
         .routes(routes!(security_token::activate))
         .routes(routes!(security_token::deactivate))
         .routes(routes!(security_token::rotate))
+        .routes(routes!(tokens::create_token, tokens::list_tokens))
+        .routes(routes!(tokens::get_token, tokens::revoke_token))
+        .routes(routes!(tokens::rotate_token))
+        .routes(routes!(tokens::token_usage))
+        .routes(routes!(tokens::verify))
         .routes(routes!(reports::usage))
         .routes(routes!(reports::audit))
         .split_for_parts();

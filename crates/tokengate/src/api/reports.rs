@@ -12,7 +12,7 @@ use crate::store::AuditEntry;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Usage {
-    buckets: Vec<UsageBucket>,
+    pub(super) buckets: Vec<UsageBucket>,
 }
 
 fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> ApiResult<T> {

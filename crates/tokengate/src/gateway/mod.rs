@@ -16,12 +16,12 @@ use axum::body::Body;
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use tokengate_core::token::{self, Prefix};
-use tokengate_core::{ClientTokenCheck, InstanceId, IpAllowlist, Timestamp};
+use tokengate_core::{ClientTokenCheck, Denial, InstanceId, IpAllowlist, Timestamp};
 
 pub use proxy::UpstreamClient;
 pub use reject::Rejection;
 
-use crate::state::{AccountPolicy, GatewayState, LiveInstance};
+use crate::state::{AccountPolicy, GatewayState, LiveInstance, LiveToken};
 use crate::store::UsageKind;
 use crate::telemetry::GatewayMetrics;
 use crate::usage::UsageRecorder;
@@ -72,7 +72,11 @@ pub struct ClientAddr {
 impl ClientAddr {
     /// Resolves the client address: `X-Forwarded-For` is believed only from a trusted
     /// proxy, and then read from the right, skipping the trusted proxies in the chain.
-    pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &IpAllowlist) -> ClientAddr {
+    pub fn resolve<B>(peer: SocketAddr, req: &Request<B>, trusted: &IpAllowlist) -> ClientAddr {
+        Self::from_headers(peer, req.headers(), trusted)
+    }
+
+    fn from_headers(peer: SocketAddr, headers: &HeaderMap, trusted: &IpAllowlist) -> ClientAddr {
         let peer = peer.ip().to_canonical();
         let mut client = peer;
         if !trusted.is_empty() && trusted.allows(peer) {
@@ -136,15 +140,24 @@ impl Gateway {
         let (instance, policy) = self.route(req.uri().path())?;
         let span = tracing::debug_span!("gateway", account = %instance.account_id, instance = %instance.id);
         let _enter = span.enter();
-        let addr = ClientAddr::resolve(peer, req.headers(), &self.trusted_proxies);
-        let result = self.authorize(&instance, &policy, &addr, req.headers(), now);
-        let result = match result {
-            Ok(()) => self.forward(&instance, req, &addr).await,
+        let addr = ClientAddr::resolve(peer, &req, &self.trusted_proxies);
+        let mut authorized = None;
+        let result = match self.authorize(&instance, &policy, &addr, &req, now) {
+            Ok(bearer) => {
+                authorized = bearer;
+                self.forward(&instance, req, &addr, authorized.as_deref()).await
+            }
             Err(r) => Err(r),
         };
+        let token_id = authorized.as_ref().map(|t| t.credential.id);
         match &result {
-            Ok(_) => self.usage.record(instance.account_id, UsageKind::Allowed, "forwarded", now),
-            Err(r) => self.usage.record(instance.account_id, UsageKind::Rejected, r.reason(), now),
+            Ok(_) => self.usage.record(instance.account_id, token_id, UsageKind::Allowed, "forwarded", now),
+            Err(r) => {
+                self.usage.record(instance.account_id, token_id.or(r.token_id()), UsageKind::Rejected, r.reason(), now)
+            }
+        }
+        if let Some(id) = token_id {
+            self.usage.touch(id, now);
         }
         result
     }
@@ -163,15 +176,16 @@ impl Gateway {
         Ok((instance, policy))
     }
 
-    /// Steps 1 (IP allowlist), 2 (Client-Token) and 3 (route rules).
-    fn authorize(
+    /// Steps 1 (IP allowlist), 2 (Client-Token) and 3 (route rules and bearer token).
+    fn authorize<B>(
         &self,
         instance: &LiveInstance,
         policy: &AccountPolicy,
         addr: &ClientAddr,
-        headers: &HeaderMap,
+        req: &Request<B>,
         now: Timestamp,
-    ) -> Result<(), Rejection> {
+    ) -> Result<Option<Arc<LiveToken>>, Rejection> {
+        let headers = req.headers();
         if !policy.allowlist.allows(addr.client) {
             return Err(Rejection::IpNotAllowed(addr.client));
         }
@@ -184,7 +198,7 @@ impl Gateway {
             ClientTokenCheck::Invalid => Some("invalid"),
         };
         if let Some(reason) = readiness {
-            self.usage.record(instance.account_id, UsageKind::Readiness, reason, now);
+            self.usage.record(instance.account_id, None, UsageKind::Readiness, reason, now);
         }
         if policy.security_token.is_active() {
             match check {
@@ -193,10 +207,21 @@ impl Gateway {
                 ClientTokenCheck::Valid | ClientTokenCheck::NotConfigured => {}
             }
         }
-        if !instance.rules.is_empty() {
-            return Err(Rejection::BearerRequired);
+        if instance.rules.is_empty() {
+            return Ok(None);
         }
-        Ok(())
+        let tail = split_path(req.uri().path()).map(|p| p.tail).unwrap_or("");
+        let tail = if tail.is_empty() { "/" } else { tail };
+        let rule = instance.rules.matching(req.method().as_str(), tail).ok_or(Rejection::NoMatchingRule)?;
+        let presented = headers
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+            .map(<[u8]>::trim_ascii)
+            .ok_or(Rejection::Bearer(Denial::NotFound, None))?;
+        self.state
+            .verify_token(presented, now, Some(instance.account_id), Some(instance.id), Some(addr.client), &rule.scopes)
+            .map(Some)
+            .map_err(|(denial, id)| Rejection::Bearer(denial, id))
     }
 
     /// Step 4.
@@ -205,11 +230,12 @@ impl Gateway {
         instance: &LiveInstance,
         req: Request<Incoming>,
         addr: &ClientAddr,
+        bearer: Option<&LiveToken>,
     ) -> Result<Response<Body>, Rejection> {
         if proxy::declared_length(req.headers()).is_some_and(|n| n > self.max_body_bytes) {
             return Err(Rejection::BodyTooLarge);
         }
-        let upstream_req = proxy::upstream_request(instance, req, addr, self.max_body_bytes)?;
+        let upstream_req = proxy::upstream_request(instance, req, addr, bearer, self.max_body_bytes)?;
         let sent = tokio::time::timeout(self.upstream_timeout, self.client.request(upstream_req)).await;
         match sent {
             Err(_) => {
@@ -248,12 +274,12 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", "198.51.100.7, 10.0.0.2".parse().unwrap());
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        let untrusted = ClientAddr::resolve(peer, &headers, &IpAllowlist::default());
+        let untrusted = ClientAddr::from_headers(peer, &headers, &IpAllowlist::default());
         assert_eq!(untrusted.client, "10.0.0.1".parse::<IpAddr>().unwrap());
         let trusted = IpAllowlist::parse(&["10.0.0.0/8"]).unwrap();
-        let resolved = ClientAddr::resolve(peer, &headers, &trusted);
+        let resolved = ClientAddr::from_headers(peer, &headers, &trusted);
         assert_eq!(resolved.client, "198.51.100.7".parse::<IpAddr>().unwrap());
-        let from_outside = ClientAddr::resolve("203.0.113.1:1".parse().unwrap(), &headers, &trusted);
+        let from_outside = ClientAddr::from_headers("203.0.113.1:1".parse().unwrap(), &headers, &trusted);
         assert_eq!(from_outside.client, "203.0.113.1".parse::<IpAddr>().unwrap());
     }
 }

@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::{ClientAddr, Rejection, split_path};
-use crate::state::LiveInstance;
+use crate::state::{LiveInstance, LiveToken};
 
 pub const CLIENT_TOKEN: HeaderName = HeaderName::from_static("client-token");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -81,6 +81,7 @@ pub fn upstream_request(
     instance: &LiveInstance,
     req: Request<Incoming>,
     addr: &ClientAddr,
+    token: Option<&LiveToken>,
     max_body_bytes: u64,
 ) -> Result<Request<ProxyBody>, Rejection> {
     let (mut parts, body) = req.into_parts();
@@ -131,6 +132,14 @@ pub fn upstream_request(
     }
     if let Ok(v) = HeaderValue::from_str(&instance.account_id.to_string()) {
         headers.insert(X_TOKENGATE_ACCOUNT, v);
+    }
+    if let Some(token) = token {
+        // The Authorization the gateway checked is ours, not the upstream's.
+        headers.remove(header::AUTHORIZATION);
+        if let Ok(v) = HeaderValue::from_str(&token.credential.id.to_string()) {
+            headers.insert(X_TOKENGATE_TOKEN_ID, v);
+        }
+        headers.insert(X_TOKENGATE_SCOPES, token.scopes_header.clone());
     }
     let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     Ok(Request::from_parts(parts, Limited::new(body, limit)))

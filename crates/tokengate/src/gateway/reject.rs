@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode, header};
+use tokengate_core::{Denial, TokenId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
@@ -11,8 +12,10 @@ pub enum Rejection {
     IpNotAllowed(IpAddr),
     ClientTokenMissing,
     ClientTokenInvalid,
-    /// The instance has route rules and bearer tokens are not accepted yet.
-    BearerRequired,
+    /// The instance has route rules and none matches the request.
+    NoMatchingRule,
+    /// The bearer token a matching rule requires is missing or refused.
+    Bearer(Denial, Option<TokenId>),
     BodyTooLarge,
     BadRequest(&'static str),
     UpstreamUnavailable,
@@ -20,6 +23,14 @@ pub enum Rejection {
 }
 
 impl Rejection {
+    /// The token a refusal is attributed to in usage counts, when known.
+    pub fn token_id(&self) -> Option<TokenId> {
+        match self {
+            Rejection::Bearer(_, id) => *id,
+            _ => None,
+        }
+    }
+
     /// The reason recorded in usage counts.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -27,7 +38,15 @@ impl Rejection {
             Rejection::IpNotAllowed(_) => "ip_not_allowed",
             Rejection::ClientTokenMissing => "client_token_missing",
             Rejection::ClientTokenInvalid => "client_token_invalid",
-            Rejection::BearerRequired => "invalid_token",
+            Rejection::NoMatchingRule => "no_matching_rule",
+            Rejection::Bearer(d, _) => match d {
+                Denial::InsufficientScope(_) => "insufficient_scope",
+                Denial::RateLimited { .. } => "rate_limited",
+                Denial::IpNotAllowed => "token_ip_not_allowed",
+                Denial::Expired => "token_expired",
+                Denial::Revoked => "token_revoked",
+                _ => "invalid_token",
+            },
             Rejection::BodyTooLarge => "body_too_large",
             Rejection::BadRequest(_) => "bad_request",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
@@ -41,7 +60,12 @@ impl Rejection {
             Rejection::IpNotAllowed(_) | Rejection::ClientTokenMissing | Rejection::ClientTokenInvalid => {
                 StatusCode::FORBIDDEN
             }
-            Rejection::BearerRequired => StatusCode::UNAUTHORIZED,
+            Rejection::NoMatchingRule => StatusCode::FORBIDDEN,
+            Rejection::Bearer(d, _) => match d {
+                Denial::InsufficientScope(_) | Denial::IpNotAllowed => StatusCode::FORBIDDEN,
+                Denial::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                _ => StatusCode::UNAUTHORIZED,
+            },
             Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
             Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
@@ -55,7 +79,15 @@ impl Rejection {
             Rejection::IpNotAllowed(ip) => format!("{ip} not allowed").into(),
             Rejection::ClientTokenMissing => "null not allowed".into(),
             Rejection::ClientTokenInvalid => "Client-Token not allowed".into(),
-            Rejection::BearerRequired => "a valid bearer token is required".into(),
+            Rejection::NoMatchingRule => "no rule of this instance allows this request".into(),
+            Rejection::Bearer(d, _) => match d {
+                Denial::InsufficientScope(scope) => format!("insufficient scope: {scope} required").into(),
+                Denial::RateLimited { .. } => "rate limit exceeded".into(),
+                Denial::IpNotAllowed => "token not allowed from this address".into(),
+                Denial::Expired => "token expired".into(),
+                Denial::Revoked => "token revoked".into(),
+                _ => "a valid bearer token is required".into(),
+            },
             Rejection::BodyTooLarge => "request body too large".into(),
             Rejection::BadRequest(m) => (*m).into(),
             Rejection::UpstreamUnavailable => "upstream unavailable".into(),
@@ -69,8 +101,21 @@ impl Rejection {
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if self == Rejection::BearerRequired {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));
+        if let Rejection::Bearer(denial, _) = &self {
+            let challenge = match denial {
+                Denial::InsufficientScope(scope) => {
+                    HeaderValue::from_str(&format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"")).ok()
+                }
+                Denial::RateLimited { retry_after_seconds } => {
+                    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds.max(&1).to_owned()));
+                    None
+                }
+                Denial::IpNotAllowed => None,
+                _ => Some(HeaderValue::from_static("Bearer error=\"invalid_token\"")),
+            };
+            if let Some(challenge) = challenge {
+                headers.insert(header::WWW_AUTHENTICATE, challenge);
+            }
         }
         response
     }

@@ -81,9 +81,14 @@ impl Services {
         Ok(self.store.list_members(account).await?)
     }
 
+    /// Removes a member and revokes its personal tokens.
     pub async fn delete_member(&self, actor: &Actor, id: MemberId) -> ServiceResult<()> {
         let audit = actor.audit(None, "member.removed", id);
-        self.store.delete_member(id, &audit).await.map_err(|e| not_found(e, "member"))?;
+        let (_, revoked) =
+            self.store.delete_member(id, Timestamp::now(), &audit).await.map_err(|e| not_found(e, "member"))?;
+        for token in revoked {
+            self.refresh(Change::Token(token)).await;
+        }
         Ok(())
     }
 }

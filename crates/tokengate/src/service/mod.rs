@@ -6,12 +6,14 @@ mod accounts;
 mod instances;
 mod reports;
 mod security_token;
+mod tokens;
 
 use std::sync::Arc;
 
 pub use instances::{InstancePatch, NewInstance};
 pub use reports::{Readiness, UsageBucket, UsageQuery};
 pub use security_token::SecurityTokenView;
+pub use tokens::{NewToken, Verification, role_allows};
 
 use tokengate_core::{AccountId, AuditId, Timestamp};
 

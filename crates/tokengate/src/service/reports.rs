@@ -70,6 +70,25 @@ impl Services {
 
     pub async fn usage(&self, account: AccountId, query: &UsageQuery) -> ServiceResult<Vec<UsageBucket>> {
         self.account(account).await?;
+        self.buckets(account, None, query).await
+    }
+
+    /// The same buckets, counting only one token's requests.
+    pub async fn token_usage(
+        &self,
+        id: tokengate_core::TokenId,
+        query: &UsageQuery,
+    ) -> ServiceResult<Vec<UsageBucket>> {
+        let token = self.token(id).await?;
+        self.buckets(token.account_id, Some(&id.to_string()), query).await
+    }
+
+    async fn buckets(
+        &self,
+        account: AccountId,
+        token: Option<&str>,
+        query: &UsageQuery,
+    ) -> ServiceResult<Vec<UsageBucket>> {
         let now = Timestamp::now();
         let since = match &query.since {
             None => now.plus_secs(-86_400),
@@ -86,7 +105,7 @@ impl Services {
         let since = Timestamp::from_millis(since.as_millis() - since.as_millis().rem_euclid(width_ms));
         let mut buckets: BTreeMap<i64, UsageBucket> = BTreeMap::new();
         for kind in [UsageKind::Allowed, UsageKind::Rejected] {
-            for row in self.store.usage(account, None, kind, since).await? {
+            for row in self.store.usage(account, token, kind, since).await? {
                 let start = row.bucket_start.as_millis() - row.bucket_start.as_millis().rem_euclid(width_ms);
                 let bucket = buckets.entry(start).or_insert_with(|| UsageBucket {
                     start: Timestamp::from_millis(start),

@@ -16,7 +16,7 @@ mod sql;
 pub use model::*;
 pub use sql::{Backend, CHANGE_CHANNEL, SqlStore};
 
-use tokengate_core::{AccountId, Digest, InstanceId, MemberId, Timestamp};
+use tokengate_core::{AccountId, Digest, InstanceId, MemberId, Timestamp, TokenId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -40,6 +40,7 @@ pub enum Change {
     /// An account's security token or IP allowlist.
     Account(AccountId),
     Instance(InstanceId),
+    Token(TokenId),
     AdminTokens,
 }
 
@@ -48,6 +49,7 @@ impl Change {
         match self {
             Change::Account(id) => format!("account:{id}"),
             Change::Instance(id) => format!("instance:{id}"),
+            Change::Token(id) => format!("token:{id}"),
             Change::AdminTokens => "admin".to_string(),
         }
     }
@@ -56,6 +58,7 @@ impl Change {
         match s.split_once(':') {
             Some(("account", id)) => id.parse().ok().map(Change::Account),
             Some(("instance", id)) => id.parse().ok().map(Change::Instance),
+            Some(("token", id)) => id.parse().ok().map(Change::Token),
             _ if s == "admin" => Some(Change::AdminTokens),
             _ => None,
         }
@@ -78,7 +81,14 @@ pub trait AccountStore {
 pub trait MemberStore {
     async fn create_member(&self, member: &Member, password_hash: &str, audit: &AuditEntry) -> StoreResult<()>;
     async fn list_members(&self, account: AccountId) -> StoreResult<Vec<Member>>;
-    async fn delete_member(&self, id: MemberId, audit: &AuditEntry) -> StoreResult<Member>;
+    /// Removes the member and revokes its personal tokens (returned) in one transaction.
+    async fn delete_member(
+        &self,
+        id: MemberId,
+        now: Timestamp,
+        audit: &AuditEntry,
+    ) -> StoreResult<(Member, Vec<TokenId>)>;
+    async fn get_member(&self, id: MemberId) -> StoreResult<Member>;
 }
 
 pub trait InstanceStore {
@@ -123,6 +133,31 @@ pub trait SecurityTokenStore {
     async fn account_policy(&self, account: AccountId) -> StoreResult<Option<AccountPolicyRecord>>;
 }
 
+pub trait TokenStore {
+    async fn create_token(&self, token: &ApiToken, digest: Digest, audit: &AuditEntry) -> StoreResult<()>;
+    async fn list_tokens(&self, account: AccountId) -> StoreResult<Vec<ApiToken>>;
+    async fn get_token(&self, id: TokenId) -> StoreResult<ApiToken>;
+    /// Stores `new` and schedules the end of `old` at `old_until`, in one transaction;
+    /// `Conflict` when `old` already stopped working.
+    async fn rotate_token(
+        &self,
+        old: TokenId,
+        old_until: Timestamp,
+        new: &ApiToken,
+        digest: Digest,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
+    /// Ends the token at `at` unless it already ended earlier.
+    async fn revoke_token(&self, id: TokenId, at: Timestamp, audit: &AuditEntry) -> StoreResult<()>;
+    /// The token with its digest, as the gateway needs it.
+    async fn live_token(&self, id: TokenId) -> StoreResult<Option<(ApiToken, Digest)>>;
+    /// Every token that had not stopped working by `since`.
+    async fn all_live_tokens(&self, since: Timestamp) -> StoreResult<Vec<(ApiToken, Digest)>>;
+    /// Moves `last_used_at` forward (never back).
+    async fn touch_tokens(&self, used: &[(TokenId, Timestamp)]) -> StoreResult<()>;
+    async fn max_token_lifetime_seconds(&self, account: AccountId) -> StoreResult<u64>;
+}
+
 pub trait AuditStore {
     async fn audit_entries(&self, account: AccountId, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 }
@@ -142,10 +177,17 @@ pub trait UsageStore {
 
 /// Everything the server needs from its store.
 pub trait Store:
-    AdminTokenStore + AccountStore + MemberStore + InstanceStore + SecurityTokenStore + AuditStore + UsageStore
+    AdminTokenStore + AccountStore + MemberStore + InstanceStore + SecurityTokenStore + TokenStore + AuditStore + UsageStore
 {
 }
 impl<T> Store for T where
-    T: AdminTokenStore + AccountStore + MemberStore + InstanceStore + SecurityTokenStore + AuditStore + UsageStore
+    T: AdminTokenStore
+        + AccountStore
+        + MemberStore
+        + InstanceStore
+        + SecurityTokenStore
+        + TokenStore
+        + AuditStore
+        + UsageStore
 {
 }

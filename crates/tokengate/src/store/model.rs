@@ -1,7 +1,7 @@
 //! Records as the store keeps them and the admin API shows them.
 
 use serde::{Deserialize, Serialize};
-use tokengate_core::{AccountId, AuditId, Digest, InstanceId, MemberId, Rule, Timestamp};
+use tokengate_core::{AccountId, AuditId, Digest, InstanceId, MemberId, Rule, Timestamp, TokenId, TokenKind};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Account {
@@ -133,4 +133,40 @@ pub struct UsageRow {
     pub kind: UsageKind,
     pub reason: std::borrow::Cow<'static, str>,
     pub count: i64,
+}
+
+/// A token's rate limit: `limit` requests per `window_seconds` (GCRA, bursts up to `limit`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub limit: u32,
+    pub window_seconds: u32,
+}
+
+/// An API key or personal access token, without its secret.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ApiToken {
+    #[schema(value_type = String)]
+    pub id: TokenId,
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    #[schema(value_type = String)]
+    pub kind: TokenKind,
+    #[schema(value_type = Option<String>)]
+    pub member_id: Option<MemberId>,
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+    pub ip_allowlist: Vec<String>,
+    pub rate_limit: Option<RateLimit>,
+    #[schema(value_type = Vec<String>)]
+    pub instance_ids: Vec<InstanceId>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+    /// When it stopped (or, inside a rotation's grace period, will stop) working.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub revoked_at: Option<Timestamp>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub last_used_at: Option<Timestamp>,
 }

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Row};
-use tokengate_core::{AccountId, AuditId, Digest, InstanceId, MemberId, Rule, Timestamp};
+use tokengate_core::{AccountId, AuditId, Digest, InstanceId, MemberId, Rule, Timestamp, TokenId};
 
 use super::*;
+
+mod tokens;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -40,7 +42,7 @@ pub struct SqlStore {
     url: String,
 }
 
-type Tx = sqlx::Transaction<'static, sqlx::Any>;
+pub(super) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
 impl SqlStore {
     /// Opens (creating if needed) the embedded SQLite store in `data_dir`.
@@ -117,12 +119,12 @@ impl SqlStore {
         self.read.close().await;
     }
 
-    async fn begin(&self) -> StoreResult<Tx> {
+    pub(super) async fn begin(&self) -> StoreResult<Tx> {
         Ok(self.write.begin().await?)
     }
 
     /// Writes the audit entry and, on PostgreSQL, the change notice, then commits.
-    async fn finish(&self, mut tx: Tx, audit: &AuditEntry, change: Option<Change>) -> StoreResult<()> {
+    pub(super) async fn finish(&self, mut tx: Tx, audit: &AuditEntry, change: Option<Change>) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO audit_log (id, account_id, at, actor, action, target, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -142,7 +144,7 @@ impl SqlStore {
         Ok(())
     }
 
-    async fn notify(&self, tx: &mut Tx, change: Change) -> StoreResult<()> {
+    pub(super) async fn notify(&self, tx: &mut Tx, change: Change) -> StoreResult<()> {
         if self.backend == Backend::Postgres {
             // Delivered to every listening node when (and only if) the transaction commits.
             sqlx::query("SELECT pg_notify($1, $2)")
@@ -155,15 +157,15 @@ impl SqlStore {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
 }
 
-fn parse_id<T: FromStr>(s: &str) -> StoreResult<T> {
+pub(super) fn parse_id<T: FromStr>(s: &str) -> StoreResult<T> {
     s.parse().map_err(|_| StoreError::Corrupt(format!("bad id {s:?}")))
 }
 
-fn digest(bytes: &[u8]) -> StoreResult<Digest> {
+pub(super) fn digest(bytes: &[u8]) -> StoreResult<Digest> {
     Digest::from_slice(bytes).ok_or_else(|| StoreError::Corrupt("digest length".into()))
 }
 
@@ -345,7 +347,12 @@ impl MemberStore for SqlStore {
         rows.iter().map(member_row).collect()
     }
 
-    async fn delete_member(&self, id: MemberId, audit: &AuditEntry) -> StoreResult<Member> {
+    async fn delete_member(
+        &self,
+        id: MemberId,
+        now: Timestamp,
+        audit: &AuditEntry,
+    ) -> StoreResult<(Member, Vec<TokenId>)> {
         let mut tx = self.begin().await?;
         let row = sqlx::query("DELETE FROM members WHERE id = $1 RETURNING id, account_id, email, role, created_at")
             .bind(id.to_string())
@@ -353,9 +360,31 @@ impl MemberStore for SqlStore {
             .await?
             .ok_or(StoreError::NotFound)?;
         let member = member_row(&row)?;
+        let revoked = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE member_id = $2 AND (revoked_at IS NULL OR revoked_at > $1) RETURNING id",
+        )
+        .bind(now.as_millis())
+        .bind(id.to_string())
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|r| parse_id(&r.try_get::<String, _>("id")?))
+        .collect::<StoreResult<Vec<TokenId>>>()?;
+        for token in &revoked {
+            self.notify(&mut tx, Change::Token(*token)).await?;
+        }
         let audit = AuditEntry { account_id: Some(member.account_id), ..audit.clone() };
         self.finish(tx, &audit, Some(Change::Account(member.account_id))).await?;
-        Ok(member)
+        Ok((member, revoked))
+    }
+
+    async fn get_member(&self, id: MemberId) -> StoreResult<Member> {
+        let row = sqlx::query("SELECT id, account_id, email, role, created_at FROM members WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        member_row(&row)
     }
 }
 

@@ -11,6 +11,7 @@ mod gateway;
 mod multi_node;
 mod process;
 mod security_token;
+mod tokens;
 
 /// Runs an async scenario `fn(StoreKind)` once on SQLite and once on PostgreSQL.
 #[macro_export]

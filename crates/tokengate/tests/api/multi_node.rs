@@ -53,6 +53,22 @@ async fn a_change_on_one_node_is_enforced_by_the_other() {
     within_one_second("instance deleted on A", || async { b.call(&inst, "/x", &[]).await.0 == StatusCode::NOT_FOUND })
         .await;
 
+    // A token revoked through A is refused by B within the second.
+    let ruled = a.ruled_instance(&acc).await;
+    let key = a.create_token(&acc, serde_json::json!({"name": "k", "kind": "api_key", "scopes": ["*"]})).await;
+    let secret = key["token"].as_str().unwrap().to_string();
+    within_one_second("token created on A", || async {
+        b.bearer(&ruled, Method::GET, "/x", Some(&secret)).await.status() == StatusCode::OK
+    })
+    .await;
+    let (s, _) = a.admin(Method::DELETE, &format!("/v1/tokens/{}", key["id"].as_str().unwrap()), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let took = within_one_second("revocation on A", || async {
+        b.bearer(&ruled, Method::GET, "/x", Some(&secret)).await.status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    eprintln!("revocation seen by node B after {took:?}");
+
     // Readiness counted on both nodes adds up in the shared store.
     // (Notices are applied in commit order: once B serves the instance, it has the token.)
     let acc2 = a.create_account("Counted").await;

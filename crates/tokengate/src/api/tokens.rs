@@ -1,0 +1,124 @@
+//! API keys and personal access tokens: `/v1/accounts/{acc}/tokens`, `/v1/tokens/{id}`,
+//! and `POST /v1/verify`.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use http::StatusCode;
+use secrecy::ExposeSecret;
+use serde::{Deserialize, Serialize};
+use tokengate_core::TokenId;
+
+use super::accounts::{Items, items};
+use super::error::{ApiError, ApiResult};
+use super::extract::{Admin, ApiJson, Verifier, path_id};
+use super::reports::Usage;
+use crate::service::{NewToken, Services, UsageQuery, Verification};
+use crate::store::ApiToken;
+
+/// A new token, with its secret: shown this once.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct IssuedToken {
+    #[serde(flatten)]
+    token: ApiToken,
+    /// The secret. Store it now: it is not shown again.
+    #[serde(rename = "token")]
+    secret: String,
+}
+
+#[utoipa::path(post, path = "/v1/accounts/{acc}/tokens", tag = "tokens", params(("acc" = String, Path)),
+    request_body = NewToken, responses((status = 201, body = IssuedToken), (status = 422)), security(("admin_token" = [])))]
+pub async fn create_token(
+    State(s): State<Services>,
+    Admin(actor): Admin,
+    Path(acc): Path<String>,
+    ApiJson(body): ApiJson<NewToken>,
+) -> ApiResult<(StatusCode, Json<IssuedToken>)> {
+    let (token, secret) = s.create_token(&actor, path_id(&acc, "account")?, body).await?;
+    Ok((StatusCode::CREATED, Json(IssuedToken { token, secret: secret.expose_secret().to_string() })))
+}
+
+#[utoipa::path(get, path = "/v1/accounts/{acc}/tokens", tag = "tokens", params(("acc" = String, Path)),
+    responses((status = 200, body = Items<ApiToken>)), security(("admin_token" = [])))]
+pub async fn list_tokens(
+    State(s): State<Services>,
+    _: Admin,
+    Path(acc): Path<String>,
+) -> ApiResult<Json<Items<ApiToken>>> {
+    Ok(items(s.list_tokens(path_id(&acc, "account")?).await?))
+}
+
+#[utoipa::path(get, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 200, body = ApiToken), (status = 404)), security(("admin_token" = [])))]
+pub async fn get_token(State(s): State<Services>, _: Admin, Path(id): Path<String>) -> ApiResult<Json<ApiToken>> {
+    Ok(Json(s.token(path_id::<TokenId>(&id, "token")?).await?))
+}
+
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateToken {
+    /// Seconds the old token keeps working (0 to 2592000; default 0).
+    #[serde(default)]
+    grace_seconds: u64,
+}
+
+#[utoipa::path(post, path = "/v1/tokens/{id}/rotate", tag = "tokens", params(("id" = String, Path)),
+    request_body = RotateToken, responses((status = 200, body = IssuedToken), (status = 404), (status = 409)),
+    security(("admin_token" = [])))]
+pub async fn rotate_token(
+    State(s): State<Services>,
+    Admin(actor): Admin,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RotateToken>,
+) -> ApiResult<Json<IssuedToken>> {
+    let (token, secret) = s.rotate_token(&actor, path_id(&id, "token")?, body.grace_seconds).await?;
+    Ok(Json(IssuedToken { token, secret: secret.expose_secret().to_string() }))
+}
+
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 204), (status = 404)), security(("admin_token" = [])))]
+pub async fn revoke_token(
+    State(s): State<Services>,
+    Admin(actor): Admin,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.revoke_token(&actor, path_id(&id, "token")?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[utoipa::path(get, path = "/v1/tokens/{id}/usage", tag = "tokens", params(("id" = String, Path), UsageQuery),
+    responses((status = 200, body = Usage)), security(("admin_token" = [])))]
+pub async fn token_usage(
+    State(s): State<Services>,
+    _: Admin,
+    Path(id): Path<String>,
+    q: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<Usage>> {
+    let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    Ok(Json(Usage { buckets: s.token_usage(path_id(&id, "token")?, &q).await? }))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// The token to check (any string).
+    token: String,
+    #[serde(default)]
+    required_scopes: Vec<String>,
+    /// The address the token was presented from, to check its IP allowlist.
+    #[schema(value_type = Option<String>)]
+    ip: Option<std::net::IpAddr>,
+}
+
+#[utoipa::path(post, path = "/v1/verify", tag = "tokens", request_body = VerifyRequest,
+    responses((status = 200, body = Verification), (status = 401)), security(("admin_token" = [])))]
+pub async fn verify(
+    State(s): State<Services>,
+    caller: Verifier,
+    ApiJson(body): ApiJson<VerifyRequest>,
+) -> ApiResult<Json<Verification>> {
+    let only = match caller {
+        Verifier::Admin => None,
+        Verifier::Account(acc) => Some(acc),
+    };
+    Ok(Json(s.verify_token(&body.token, &body.required_scopes, body.ip, only)))
+}

@@ -1,0 +1,261 @@
+//! API keys and personal access tokens: issue, list, rotate, revoke, verify, usage.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use tokengate_core::rules::validate_scope;
+use tokengate_core::token;
+use tokengate_core::{AccountId, Denial, Digest, InstanceId, IpAllowlist, MemberId, Timestamp, TokenId, TokenKind};
+
+use super::accounts::not_found;
+use super::security_token::MAX_GRACE_SECONDS;
+use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
+use crate::store::{ApiToken, Change, InstanceStore, MemberStore, RateLimit, Role, TokenStore};
+
+/// The longest an API key may live (ten years); personal tokens are capped per account.
+const MAX_API_KEY_SECONDS: u64 = 10 * 365 * 24 * 3600;
+
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    #[schema(value_type = String)]
+    pub kind: TokenKind,
+    #[schema(value_type = Option<String>)]
+    pub member_id: Option<MemberId>,
+    pub scopes: Vec<String>,
+    pub expires_in_seconds: Option<u64>,
+    #[serde(default)]
+    pub ip_allowlist: Vec<String>,
+    pub rate_limit: Option<RateLimit>,
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub instance_ids: Vec<InstanceId>,
+}
+
+/// The answer of `POST /v1/verify`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Verification {
+    pub valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub token_id: Option<TokenId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub account_id: Option<AccountId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    pub kind: Option<TokenKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub expires_at: Option<Timestamp>,
+}
+
+/// Scopes a role may hold in a personal token. Account administration (`account:`,
+/// `members:`, `security_token:`, `tokens:`) needs owner or admin; a viewer reads.
+pub fn role_allows(role: Role, scope: &str) -> bool {
+    const ADMIN_PREFIXES: [&str; 4] = ["account:", "members:", "security_token:", "tokens:"];
+    match role {
+        Role::Owner | Role::Admin => true,
+        Role::Developer => scope != "*" && !ADMIN_PREFIXES.iter().any(|p| scope.starts_with(p)),
+        Role::Viewer => scope.ends_with(":read"),
+    }
+}
+
+fn duration_secs(value: Option<u64>, what: &str, max: u64) -> ServiceResult<Option<i64>> {
+    match value {
+        None => Ok(None),
+        Some(v) if (1..=max).contains(&v) => Ok(i64::try_from(v).ok()),
+        Some(_) => Err(ServiceError::Invalid(format!("{what} must be a whole number from 1 to {max}"))),
+    }
+}
+
+impl Services {
+    /// Issues a token; the returned secret is shown this once.
+    pub async fn create_token(
+        &self,
+        actor: &Actor,
+        account: AccountId,
+        new: NewToken,
+    ) -> ServiceResult<(ApiToken, SecretString)> {
+        self.account(account).await?;
+        let name = valid_name(&new.name, "name")?;
+        if new.scopes.is_empty() || new.scopes.len() > 100 {
+            return Err(ServiceError::Invalid("scopes must list 1 to 100 scopes".into()));
+        }
+        for scope in &new.scopes {
+            validate_scope(scope).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        }
+        let ip = IpAllowlist::parse(&new.ip_allowlist).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        if new.ip_allowlist.len() > 100 {
+            return Err(ServiceError::Invalid("at most 100 CIDRs".into()));
+        }
+        if let Some(rl) = new.rate_limit {
+            if !(1..=1_000_000).contains(&rl.limit) || !(1..=86_400).contains(&rl.window_seconds) {
+                return Err(ServiceError::Invalid(
+                    "rate_limit needs limit from 1 to 1000000 and window_seconds from 1 to 86400".into(),
+                ));
+            }
+        }
+        for instance in &new.instance_ids {
+            let found = self.store.get_instance(*instance).await.map_err(|e| not_found(e, "instance"))?;
+            if found.account_id != account {
+                return Err(ServiceError::NotFound("instance"));
+            }
+        }
+        let now = Timestamp::now();
+        let (member_id, max) = match new.kind {
+            TokenKind::ApiKey => {
+                if new.member_id.is_some() {
+                    return Err(ServiceError::Invalid("member_id is only for personal tokens".into()));
+                }
+                (None, MAX_API_KEY_SECONDS)
+            }
+            TokenKind::Personal => {
+                let member_id =
+                    new.member_id.ok_or_else(|| ServiceError::Invalid("a personal token needs member_id".into()))?;
+                let member = self.store.get_member(member_id).await.map_err(|e| not_found(e, "member"))?;
+                if member.account_id != account {
+                    return Err(ServiceError::NotFound("member"));
+                }
+                if let Some(scope) = new.scopes.iter().find(|s| !role_allows(member.role, s)) {
+                    return Err(ServiceError::Invalid(format!(
+                        "scope {scope} exceeds what the member's role ({}) allows",
+                        member.role.as_str()
+                    )));
+                }
+                if new.expires_in_seconds.is_none() {
+                    return Err(ServiceError::Invalid("a personal token needs expires_in_seconds".into()));
+                }
+                (Some(member_id), self.store.max_token_lifetime_seconds(account).await?)
+            }
+        };
+        let expires_in = duration_secs(new.expires_in_seconds, "expires_in_seconds", max)?;
+        let token = ApiToken {
+            id: TokenId::new(),
+            account_id: account,
+            kind: new.kind,
+            member_id,
+            name,
+            scopes: new.scopes,
+            expires_at: expires_in.map(|s| now.plus_secs(s)),
+            ip_allowlist: ip.to_strings(),
+            rate_limit: new.rate_limit,
+            instance_ids: new.instance_ids,
+            created_at: now,
+            revoked_at: None,
+            last_used_at: None,
+        };
+        let secret = token::generate(new.kind.prefix());
+        let audit = actor.audit(Some(account), "token.created", token.id);
+        self.store.create_token(&token, Digest::of(secret.expose_secret().as_bytes()), &audit).await?;
+        self.refresh(Change::Token(token.id)).await;
+        Ok((token, secret))
+    }
+
+    pub async fn list_tokens(&self, account: AccountId) -> ServiceResult<Vec<ApiToken>> {
+        self.account(account).await?;
+        Ok(self.store.list_tokens(account).await?)
+    }
+
+    pub async fn token(&self, id: TokenId) -> ServiceResult<ApiToken> {
+        self.store.get_token(id).await.map_err(|e| not_found(e, "token"))
+    }
+
+    /// A new token with the same settings; the old one keeps working for `grace_seconds`.
+    pub async fn rotate_token(
+        &self,
+        actor: &Actor,
+        id: TokenId,
+        grace_seconds: u64,
+    ) -> ServiceResult<(ApiToken, SecretString)> {
+        if grace_seconds > MAX_GRACE_SECONDS {
+            return Err(ServiceError::Invalid(format!("grace_seconds must be between 0 and {MAX_GRACE_SECONDS}")));
+        }
+        let old = self.token(id).await?;
+        let now = Timestamp::now();
+        // The new token lives as long as the old one was meant to, counted from now.
+        let lifetime = old.expires_at.map(|e| e.as_millis() - old.created_at.as_millis());
+        let new = ApiToken {
+            id: TokenId::new(),
+            created_at: now,
+            expires_at: lifetime.map(|ms| Timestamp::from_millis(now.as_millis() + ms)),
+            revoked_at: None,
+            last_used_at: None,
+            ..old.clone()
+        };
+        let secret = token::generate(new.kind.prefix());
+        let until = now.plus_secs(i64::try_from(grace_seconds).unwrap_or(0));
+        let audit = actor.audit(Some(old.account_id), "token.rotated", id);
+        self.store.rotate_token(id, until, &new, Digest::of(secret.expose_secret().as_bytes()), &audit).await?;
+        self.refresh(Change::Token(id)).await;
+        self.refresh(Change::Token(new.id)).await;
+        Ok((new, secret))
+    }
+
+    /// Revokes at once, on this node now and on the others through change notices.
+    pub async fn revoke_token(&self, actor: &Actor, id: TokenId) -> ServiceResult<()> {
+        let token = self.token(id).await?;
+        let audit = actor.audit(Some(token.account_id), "token.revoked", id);
+        self.store.revoke_token(id, Timestamp::now(), &audit).await.map_err(|e| not_found(e, "token"))?;
+        self.refresh(Change::Token(id)).await;
+        Ok(())
+    }
+
+    /// `POST /v1/verify`, answered from memory. `only_account` restricts the answer to
+    /// one account's tokens (an API key asking); others are reported `not_found`.
+    pub fn verify_token(
+        &self,
+        presented: &str,
+        required: &[String],
+        client: Option<std::net::IpAddr>,
+        only_account: Option<AccountId>,
+    ) -> Verification {
+        let now = Timestamp::now();
+        let denied = |d: &Denial| Verification {
+            valid: false,
+            reason: Some(d.reason()),
+            token_id: None,
+            account_id: None,
+            kind: None,
+            scopes: None,
+            expires_at: None,
+        };
+        match self.state.verify_token(presented.trim().as_bytes(), now, only_account, None, client, required) {
+            Ok(live) => {
+                let c = &live.credential;
+                self.usage.touch(c.id, now);
+                Verification {
+                    valid: true,
+                    reason: None,
+                    token_id: Some(c.id),
+                    account_id: Some(c.account_id),
+                    kind: Some(c.kind),
+                    scopes: Some(c.scopes.to_vec()),
+                    expires_at: c.expires_at,
+                }
+            }
+            Err((denial, _)) => denied(&denial),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_cap_personal_scopes() {
+        assert!(role_allows(Role::Admin, "*"));
+        assert!(role_allows(Role::Developer, "messages:send"));
+        assert!(role_allows(Role::Developer, "messages:*"));
+        assert!(!role_allows(Role::Developer, "*"));
+        assert!(!role_allows(Role::Developer, "members:write"));
+        assert!(role_allows(Role::Viewer, "messages:read"));
+        assert!(!role_allows(Role::Viewer, "messages:send"));
+        assert!(!role_allows(Role::Viewer, "messages:*"));
+    }
+}

@@ -1,0 +1,186 @@
+//! API keys and personal access tokens in SQL.
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+use tokengate_core::{Digest, Timestamp, TokenId, TokenKind};
+
+use super::{SqlStore, digest, parse_id};
+use crate::store::{ApiToken, AuditEntry, Change, RateLimit, StoreError, StoreResult, TokenStore};
+
+const COLUMNS: &str = "SELECT id, account_id, kind, member_id, name, digest, scopes, expires_at, ip_allowlist, \
+     rate_limit, rate_window_seconds, instance_ids, created_at, revoked_at, last_used_at FROM api_tokens";
+
+fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> StoreResult<T> {
+    let text: String = row.try_get(column)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+fn token_row(row: &AnyRow) -> StoreResult<(ApiToken, Digest)> {
+    let kind: String = row.try_get("kind")?;
+    let rate_limit =
+        match (row.try_get::<Option<i64>, _>("rate_limit")?, row.try_get::<Option<i64>, _>("rate_window_seconds")?) {
+            (Some(limit), Some(window)) => Some(RateLimit {
+                limit: u32::try_from(limit).map_err(|_| StoreError::Corrupt("rate_limit".into()))?,
+                window_seconds: u32::try_from(window).map_err(|_| StoreError::Corrupt("rate_window_seconds".into()))?,
+            }),
+            _ => None,
+        };
+    let ts = |c: &str| -> StoreResult<Option<Timestamp>> {
+        Ok(row.try_get::<Option<i64>, _>(c)?.map(Timestamp::from_millis))
+    };
+    let token = ApiToken {
+        id: parse_id(&row.try_get::<String, _>("id")?)?,
+        account_id: parse_id(&row.try_get::<String, _>("account_id")?)?,
+        kind: TokenKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("kind {kind:?}")))?,
+        member_id: row.try_get::<Option<String>, _>("member_id")?.map(|m| parse_id(&m)).transpose()?,
+        name: row.try_get("name")?,
+        scopes: json(row, "scopes")?,
+        expires_at: ts("expires_at")?,
+        ip_allowlist: json(row, "ip_allowlist")?,
+        rate_limit,
+        instance_ids: json(row, "instance_ids")?,
+        created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        revoked_at: ts("revoked_at")?,
+        last_used_at: ts("last_used_at")?,
+    };
+    Ok((token, digest(&row.try_get::<Vec<u8>, _>("digest")?)?))
+}
+
+impl SqlStore {
+    async fn insert_token(&self, tx: &mut super::Tx, token: &ApiToken, digest: Digest) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO api_tokens (id, account_id, kind, member_id, name, digest, scopes, expires_at, ip_allowlist, \
+             rate_limit, rate_window_seconds, instance_ids, created_at, revoked_at, last_used_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL)",
+        )
+        .bind(token.id.to_string())
+        .bind(token.account_id.to_string())
+        .bind(token.kind.as_str())
+        .bind(token.member_id.map(|m| m.to_string()))
+        .bind(&token.name)
+        .bind(digest.0.to_vec())
+        .bind(to_json(&token.scopes)?)
+        .bind(token.expires_at.map(Timestamp::as_millis))
+        .bind(to_json(&token.ip_allowlist)?)
+        .bind(token.rate_limit.map(|r| i64::from(r.limit)))
+        .bind(token.rate_limit.map(|r| i64::from(r.window_seconds)))
+        .bind(to_json(&token.instance_ids)?)
+        .bind(token.created_at.as_millis())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+impl TokenStore for SqlStore {
+    async fn create_token(&self, token: &ApiToken, digest: Digest, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        self.insert_token(&mut tx, token, digest).await?;
+        self.finish(tx, audit, Some(Change::Token(token.id))).await
+    }
+
+    async fn list_tokens(&self, account: tokengate_core::AccountId) -> StoreResult<Vec<ApiToken>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!("{COLUMNS} WHERE account_id = $1 ORDER BY id")))
+            .bind(account.to_string())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(|r| token_row(r).map(|(t, _)| t)).collect()
+    }
+
+    async fn get_token(&self, id: TokenId) -> StoreResult<ApiToken> {
+        self.live_token(id).await?.map(|(t, _)| t).ok_or(StoreError::NotFound)
+    }
+
+    async fn rotate_token(
+        &self,
+        old: TokenId,
+        old_until: Timestamp,
+        new: &ApiToken,
+        digest: Digest,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let now = new.created_at.as_millis();
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1, rotated_to = $2 WHERE id = $3 AND (revoked_at IS NULL OR revoked_at > $4)",
+        )
+        .bind(old_until.as_millis())
+        .bind(new.id.to_string())
+        .bind(old.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("the token is revoked or already rotated past its grace period"));
+        }
+        self.insert_token(&mut tx, new, digest).await?;
+        self.notify(&mut tx, Change::Token(old)).await?;
+        self.finish(tx, audit, Some(Change::Token(new.id))).await
+    }
+
+    async fn revoke_token(&self, id: TokenId, at: Timestamp, audit: &AuditEntry) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let exists = sqlx::query("SELECT 1 AS one FROM api_tokens WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            return Err(StoreError::NotFound);
+        }
+        sqlx::query("UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND (revoked_at IS NULL OR revoked_at > $1)")
+            .bind(at.as_millis())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        self.finish(tx, audit, Some(Change::Token(id))).await
+    }
+
+    async fn live_token(&self, id: TokenId) -> StoreResult<Option<(ApiToken, Digest)>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{COLUMNS} WHERE id = $1")))
+            .bind(id.to_string())
+            .fetch_optional(&self.read)
+            .await?;
+        row.as_ref().map(token_row).transpose()
+    }
+
+    async fn all_live_tokens(&self, since: Timestamp) -> StoreResult<Vec<(ApiToken, Digest)>> {
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{COLUMNS} WHERE (revoked_at IS NULL OR revoked_at > $1) AND (expires_at IS NULL OR expires_at > $1)"
+        )))
+        .bind(since.as_millis())
+        .fetch_all(&self.read)
+        .await?;
+        rows.iter().map(token_row).collect()
+    }
+
+    async fn touch_tokens(&self, used: &[(TokenId, Timestamp)]) -> StoreResult<()> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin().await?;
+        for (id, at) in used {
+            sqlx::query(
+                "UPDATE api_tokens SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)",
+            )
+            .bind(at.as_millis())
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn max_token_lifetime_seconds(&self, account: tokengate_core::AccountId) -> StoreResult<u64> {
+        let row = sqlx::query("SELECT max_token_lifetime_seconds FROM accounts WHERE id = $1")
+            .bind(account.to_string())
+            .fetch_optional(&self.read)
+            .await?
+            .ok_or(StoreError::NotFound)?;
+        Ok(u64::try_from(row.try_get::<i64, _>("max_token_lifetime_seconds")?).unwrap_or(0))
+    }
+}
