@@ -116,15 +116,11 @@ impl Credential {
         if account.is_some_and(|a| a != self.account_id) {
             return Err(Denial::NotForHere);
         }
-        if let Some(instance) = instance {
-            if !self.instance_ids.is_empty() && !self.instance_ids.contains(&instance) {
-                return Err(Denial::NotForHere);
-            }
+        if instance.is_some_and(|i| !self.instance_ids.is_empty() && !self.instance_ids.contains(&i)) {
+            return Err(Denial::NotForHere);
         }
-        if let Some(ip) = client {
-            if !self.ip_allowlist.allows(ip) {
-                return Err(Denial::IpNotAllowed);
-            }
+        if client.is_some_and(|ip| !self.ip_allowlist.allows(ip)) {
+            return Err(Denial::IpNotAllowed);
         }
         match required.iter().find(|scope| !grants(&self.scopes, scope)) {
             Some(missing) => Err(Denial::InsufficientScope(missing.clone())),

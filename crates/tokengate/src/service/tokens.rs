@@ -93,12 +93,13 @@ impl Services {
         if new.ip_allowlist.len() > 100 {
             return Err(ServiceError::Invalid("at most 100 CIDRs".into()));
         }
-        if let Some(rl) = new.rate_limit {
-            if !(1..=1_000_000).contains(&rl.limit) || !(1..=86_400).contains(&rl.window_seconds) {
-                return Err(ServiceError::Invalid(
-                    "rate_limit needs limit from 1 to 1000000 and window_seconds from 1 to 86400".into(),
-                ));
-            }
+        if new
+            .rate_limit
+            .is_some_and(|rl| !(1..=1_000_000).contains(&rl.limit) || !(1..=86_400).contains(&rl.window_seconds))
+        {
+            return Err(ServiceError::Invalid(
+                "rate_limit needs limit from 1 to 1000000 and window_seconds from 1 to 86400".into(),
+            ));
         }
         for instance in &new.instance_ids {
             let found = self.store.get_instance(*instance).await.map_err(|e| not_found(e, "instance"))?;
