@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use crate::client::{AdminClient, SecurityToken};
+use crate::client::{AdminClient, ApiToken, SecurityToken};
 use crate::config::{Config, LogFormat};
 
 #[derive(Parser)]
@@ -34,6 +34,13 @@ pub enum Command {
     Instances {
         #[command(subcommand)]
         command: InstancesCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Manage API keys and personal access tokens.
+    Tokens {
+        #[command(subcommand)]
+        command: TokensCommand,
         #[command(flatten)]
         remote: Remote,
     },
@@ -145,6 +152,64 @@ pub enum InstancesCommand {
 }
 
 #[derive(Subcommand)]
+pub enum TokensCommand {
+    /// Issue a token; prints it once.
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        name: String,
+        /// `api-key` or `personal`.
+        #[arg(long, value_enum, default_value = "api-key")]
+        kind: KindArg,
+        /// The member a personal token belongs to.
+        #[arg(long)]
+        member: Option<String>,
+        /// A scope (repeat for more), e.g. `messages:send` or `messages:*`.
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[arg(long)]
+        expires_in_seconds: Option<u64>,
+        /// A CIDR the token may be used from (repeat for more).
+        #[arg(long = "allow-ip")]
+        ip_allowlist: Vec<String>,
+        /// Rate limit as LIMIT/WINDOW_SECONDS, e.g. 100/60.
+        #[arg(long)]
+        rate_limit: Option<String>,
+        /// An instance the token is limited to (repeat for more).
+        #[arg(long = "instance")]
+        instance_ids: Vec<String>,
+    },
+    /// List an account's tokens (never their secrets).
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Show one token.
+    Show { id: String },
+    /// A new token with the same settings; the old one works for the grace period.
+    Rotate {
+        id: String,
+        #[arg(long, default_value_t = 0)]
+        grace_seconds: u64,
+    },
+    /// Revoke at once.
+    Revoke { id: String },
+    /// Ask whether a token is valid (reads it from TOKENGATE_VERIFY_TOKEN or stdin, so it
+    /// does not show up in the process list).
+    Verify {
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum KindArg {
+    ApiKey,
+    Personal,
+}
+
+#[derive(Subcommand)]
 pub enum SecurityTokenCommand {
     /// "Configure now": a new token, disabled; prints it once.
     Generate {
@@ -226,6 +291,93 @@ pub async fn instances(command: InstancesCommand, remote: Remote) -> anyhow::Res
             let list = client.list_instances(&account).await?;
             remote.print(&list, || {
                 list.iter().map(|i| format!("{}  {}  {}", i.id, i.name, i.upstream_url)).collect::<Vec<_>>().join("\n")
+            })
+        }
+    }
+}
+
+fn describe_token(t: &ApiToken) -> String {
+    let mut out = format!("{}  {}  {}  scopes: {}", t.id, t.kind, t.name, t.scopes.join(" "));
+    for (label, value) in [("expires", &t.expires_at), ("last used", &t.last_used_at), ("revoked", &t.revoked_at)] {
+        if let Some(v) = value {
+            out.push_str(&format!("  {label}: {v}"));
+        }
+    }
+    if let Some(secret) = &t.token {
+        out.push_str(&format!("\ntoken: {secret}\nStore it now: it will not be shown again."));
+    }
+    out
+}
+
+pub async fn tokens(command: TokensCommand, remote: Remote) -> anyhow::Result<()> {
+    let client = remote.client()?;
+    match command {
+        TokensCommand::Create {
+            account,
+            name,
+            kind,
+            member,
+            scopes,
+            expires_in_seconds,
+            ip_allowlist,
+            rate_limit,
+            instance_ids,
+        } => {
+            let rate_limit = match rate_limit {
+                None => None,
+                Some(spec) => {
+                    let (limit, window) = spec
+                        .split_once('/')
+                        .and_then(|(l, w)| Some((l.parse::<u32>().ok()?, w.parse::<u32>().ok()?)))
+                        .ok_or_else(|| anyhow::anyhow!("--rate-limit must look like 100/60 (requests/seconds)"))?;
+                    Some(serde_json::json!({ "limit": limit, "window_seconds": window }))
+                }
+            };
+            let body = serde_json::json!({
+                "name": name,
+                "kind": match kind { KindArg::ApiKey => "api_key", KindArg::Personal => "personal" },
+                "member_id": member,
+                "scopes": scopes,
+                "expires_in_seconds": expires_in_seconds,
+                "ip_allowlist": ip_allowlist,
+                "rate_limit": rate_limit,
+                "instance_ids": instance_ids,
+            });
+            let t = client.create_token(&account, body).await?;
+            remote.print(&t, || describe_token(&t))
+        }
+        TokensCommand::List { account } => {
+            let list = client.list_tokens(&account).await?;
+            remote.print(&list, || list.iter().map(describe_token).collect::<Vec<_>>().join("\n"))
+        }
+        TokensCommand::Show { id } => {
+            let t = client.token(&id).await?;
+            remote.print(&t, || describe_token(&t))
+        }
+        TokensCommand::Rotate { id, grace_seconds } => {
+            let t = client.rotate_token(&id, grace_seconds).await?;
+            remote.print(&t, || describe_token(&t))
+        }
+        TokensCommand::Revoke { id } => {
+            client.revoke_token(&id).await?;
+            remote.print(&serde_json::json!({ "revoked": id }), || format!("token {id} revoked"))
+        }
+        TokensCommand::Verify { scopes } => {
+            let token = match std::env::var("TOKENGATE_VERIFY_TOKEN") {
+                Ok(t) => t,
+                Err(_) => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line
+                }
+            };
+            let v = client.verify(token.trim(), &scopes).await?;
+            remote.print(&v, || match (&v.reason, &v.token_id) {
+                (Some(reason), _) => format!("invalid: {reason}"),
+                (None, Some(id)) => {
+                    format!("valid: token {id}, scopes {}", v.scopes.clone().unwrap_or_default().join(" "))
+                }
+                (None, None) => "valid".to_string(),
             })
         }
     }

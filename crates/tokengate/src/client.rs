@@ -58,6 +58,51 @@ pub struct SecurityToken {
     pub readiness: Option<Readiness>,
 }
 
+/// An API key or personal token; `token` only in the creation and rotation answers.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ApiToken {
+    pub id: String,
+    pub account_id: String,
+    pub kind: String,
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub member_id: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub ip_allowlist: Vec<String>,
+    #[serde(default)]
+    pub rate_limit: Option<serde_json::Value>,
+    #[serde(default)]
+    pub instance_ids: Vec<String>,
+    pub created_at: String,
+    #[serde(default)]
+    pub revoked_at: Option<String>,
+    #[serde(default)]
+    pub last_used_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// The answer of `POST /v1/verify`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verification {
+    pub valid: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scopes: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+}
+
 #[derive(Debug, Deserialize)]
 struct Items<T> {
     items: Vec<T>,
@@ -81,6 +126,16 @@ impl AdminClient {
         path: &str,
         body: Option<serde_json::Value>,
     ) -> Result<T, ClientError> {
+        Ok(self.call(method, path, body).await?.json().await?)
+    }
+
+    /// Sends a request; any non-2xx answer becomes [`ClientError::Api`] with its message.
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<reqwest::Response, ClientError> {
         let mut req = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(self.token.expose_secret());
         if let Some(body) = body {
             req = req.json(&body);
@@ -96,7 +151,7 @@ impl AdminClient {
                 .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
             return Err(ClientError::Api { status: status.as_u16(), message });
         }
-        Ok(response.json().await?)
+        Ok(response)
     }
 
     pub async fn create_account(&self, name: &str) -> Result<Account, ClientError> {
@@ -143,5 +198,35 @@ impl AdminClient {
     pub async fn rotate_security_token(&self, account: &str, grace_seconds: u64) -> Result<SecurityToken, ClientError> {
         let body = serde_json::json!({ "grace_seconds": grace_seconds });
         self.send(reqwest::Method::POST, &format!("/v1/accounts/{account}/security-token/rotate"), Some(body)).await
+    }
+
+    /// `body` is the JSON of `POST /v1/accounts/{acc}/tokens`.
+    pub async fn create_token(&self, account: &str, body: serde_json::Value) -> Result<ApiToken, ClientError> {
+        self.send(reqwest::Method::POST, &format!("/v1/accounts/{account}/tokens"), Some(body)).await
+    }
+
+    pub async fn list_tokens(&self, account: &str) -> Result<Vec<ApiToken>, ClientError> {
+        Ok(self
+            .send::<Items<ApiToken>>(reqwest::Method::GET, &format!("/v1/accounts/{account}/tokens"), None)
+            .await?
+            .items)
+    }
+
+    pub async fn token(&self, id: &str) -> Result<ApiToken, ClientError> {
+        self.send(reqwest::Method::GET, &format!("/v1/tokens/{id}"), None).await
+    }
+
+    pub async fn rotate_token(&self, id: &str, grace_seconds: u64) -> Result<ApiToken, ClientError> {
+        let body = serde_json::json!({ "grace_seconds": grace_seconds });
+        self.send(reqwest::Method::POST, &format!("/v1/tokens/{id}/rotate"), Some(body)).await
+    }
+
+    pub async fn revoke_token(&self, id: &str) -> Result<(), ClientError> {
+        self.call(reqwest::Method::DELETE, &format!("/v1/tokens/{id}"), None).await.map(drop)
+    }
+
+    pub async fn verify(&self, token: &str, required_scopes: &[String]) -> Result<Verification, ClientError> {
+        let body = serde_json::json!({ "token": token, "required_scopes": required_scopes });
+        self.send(reqwest::Method::POST, "/v1/verify", Some(body)).await
     }
 }

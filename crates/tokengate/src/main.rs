@@ -13,6 +13,7 @@ async fn main() -> std::process::ExitCode {
         Command::Accounts { command, remote } => cli::accounts(command, remote).await,
         Command::Instances { command, remote } => cli::instances(command, remote).await,
         Command::SecurityToken { command, remote } => cli::security_token(command, remote).await,
+        Command::Tokens { command, remote } => cli::tokens(command, remote).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

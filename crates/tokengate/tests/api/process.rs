@@ -230,6 +230,30 @@ async fn no_secret_reaches_the_log_and_sigterm_drains() {
         )
         .await;
     secrets.push("pw-that-must-not-leak".into());
+    let (_, key) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{acc}/tokens"),
+            Some(json!({"name": "k", "kind": "api_key", "scopes": ["*"]})),
+        )
+        .await;
+    let key = key["token"].as_str().unwrap().to_string();
+    secrets.push(key.clone());
+    let rules = json!([{"path": "/*", "scopes": ["messages:send"]}]);
+    let (_, ruled) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{acc}/instances"),
+            Some(json!({"name": "r", "upstream_url": upstream.url(), "rules": rules})),
+        )
+        .await;
+    secrets.push(ruled["token"].as_str().unwrap().to_string());
+    let ruled_path =
+        format!("/instances/{}/token/{}/send", ruled["id"].as_str().unwrap(), ruled["token"].as_str().unwrap());
+    let bearer = format!("Bearer {key}");
+    assert_eq!(server.get(&ruled_path, &[("Client-Token", &ct), ("Authorization", &bearer)]).await.0, StatusCode::OK);
+    server.get(&ruled_path, &[("Client-Token", &ct), ("Authorization", "Bearer tgk_guess")]).await;
+    server.admin(Method::POST, "/v1/verify", Some(json!({"token": key}))).await;
     let gw = format!("/instances/{id}/token/{itoken}");
     server.get(&format!("{gw}/ok"), &[("Client-Token", &ct)]).await;
     server.get(&format!("{gw}/missing"), &[]).await;
@@ -264,7 +288,7 @@ async fn no_secret_reaches_the_log_and_sigterm_drains() {
         assert!(!log.contains(secret.as_str()), "a secret reached the log");
     }
     // Any tokengate-shaped secret at all?
-    for prefix in ["tga_", "tgc_", "tgi_"] {
+    for prefix in ["tga_", "tgc_", "tgi_", "tgk_", "tgp_"] {
         for (i, _) in log.match_indices(prefix) {
             let candidate: String = log[i..].chars().take(40).collect();
             assert!(
@@ -309,6 +333,46 @@ async fn the_cli_drives_the_security_token_flow() {
     assert_eq!(cli(&["security-token", "deactivate", "--account", acc])["status"], "disabled");
     let listed = cli(&["instances", "list", "--account", acc]);
     assert_eq!(listed[0]["id"], id);
+
+    // Tokens: create, list, verify (from stdin), rotate, revoke.
+    let token = cli(&[
+        "tokens",
+        "create",
+        "--account",
+        acc,
+        "--name",
+        "cli-key",
+        "--scope",
+        "messages:send",
+        "--scope",
+        "tokens:verify",
+        "--rate-limit",
+        "100/60",
+    ]);
+    let (tid, secret) = (token["id"].as_str().unwrap().to_string(), token["token"].as_str().unwrap().to_string());
+    assert_eq!(token["rate_limit"], json!({"limit": 100, "window_seconds": 60}));
+    let listed = cli(&["tokens", "list", "--account", acc]);
+    assert!(!listed.to_string().contains(&secret));
+    assert_eq!(cli(&["tokens", "show", &tid])["name"], "cli-key");
+    let verify = |token: &str| {
+        let mut child = Command::new(binary())
+            .args(["tokens", "verify", "--scope", "messages:send", "--json", "--url", &server.url("")])
+            .env("TOKENGATE_ADMIN_TOKEN", &server.admin_token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(format!("{token}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(verify(&secret)["valid"], true);
+    let rotated = cli(&["tokens", "rotate", &tid, "--grace-seconds", "0"]);
+    assert_eq!(verify(&secret)["reason"], "revoked");
+    let new_id = rotated["id"].as_str().unwrap();
+    cli(&["tokens", "revoke", new_id]);
+    assert_eq!(verify(rotated["token"].as_str().unwrap())["reason"], "revoked");
 
     // Human-readable output and a clear error without a token.
     let out = Command::new(binary())
