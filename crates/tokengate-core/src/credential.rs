@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::rules::grants;
-use crate::{AccountId, InstanceId, IpAllowlist, MemberId, Prefix, Timestamp, TokenId};
+use crate::{AccountId, InstanceId, IpAllowlist, Prefix, Timestamp, TokenId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,7 +85,6 @@ pub struct Credential {
     pub id: TokenId,
     pub account_id: AccountId,
     pub kind: TokenKind,
-    pub member_id: Option<MemberId>,
     /// Shared between tokens with the same scopes (a million tokens, a few scope sets).
     pub scopes: Arc<[String]>,
     pub expires_at: Option<Timestamp>,
@@ -138,7 +137,6 @@ mod tests {
             id: TokenId::new(),
             account_id: AccountId::new(),
             kind: TokenKind::ApiKey,
-            member_id: None,
             scopes: vec!["messages:*".to_string(), "instance:read".to_string()].into(),
             expires_at: Some(Timestamp::from_millis(10_000)),
             revoked_at: None,

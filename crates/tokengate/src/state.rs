@@ -5,7 +5,8 @@
 //! once, on other nodes through PostgreSQL change notices), and fully after start-up
 //! and after the notice connection was lost, because notices sent meanwhile are gone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -79,10 +80,15 @@ pub const TOMBSTONE_SECONDS: i64 = 7 * 24 * 3600;
 /// An API key or personal token as the gateway checks it.
 pub struct LiveToken {
     pub credential: Credential,
-    /// `X-Tokengate-Scopes`, built once.
-    pub scopes_header: HeaderValue,
-    rate: Option<(RateLimit, Arc<DefaultDirectRateLimiter>)>,
+    /// `X-Tokengate-Scopes`, built once per distinct scope list.
+    pub scopes_header: Arc<HeaderValue>,
+    rate: Option<Arc<(RateLimit, DefaultDirectRateLimiter)>>,
+    /// The resync that loaded it; older ones are dropped when a resync completes.
+    generation: u64,
 }
+
+/// Scope lists and their header values, shared between tokens during a load.
+type ScopeSets = HashMap<Vec<String>, (Arc<[String]>, Arc<HeaderValue>)>;
 
 impl std::fmt::Debug for LiveToken {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,19 +99,19 @@ impl std::fmt::Debug for LiveToken {
 impl LiveToken {
     /// Takes one request from the token's rate limit (GCRA, kept per node).
     fn take(&self) -> Result<(), Denial> {
-        let Some((_, limiter)) = &self.rate else { return Ok(()) };
-        limiter.check().map_err(|not_until| {
+        let Some(rate) = &self.rate else { return Ok(()) };
+        rate.1.check().map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             Denial::RateLimited { retry_after_seconds: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
         })
     }
 }
 
-fn limiter(rate: RateLimit) -> Option<Arc<DefaultDirectRateLimiter>> {
+fn limiter(rate: RateLimit) -> Option<Arc<(RateLimit, DefaultDirectRateLimiter)>> {
     let burst = NonZeroU32::new(rate.limit)?;
     let period = Duration::from_secs(u64::from(rate.window_seconds)).checked_div(rate.limit)?;
     let quota = Quota::with_period(period.max(Duration::from_nanos(1)))?.allow_burst(burst);
-    Some(Arc::new(RateLimiter::direct(quota)))
+    Some(Arc::new((rate, RateLimiter::direct(quota))))
 }
 
 #[derive(Default)]
@@ -115,6 +121,8 @@ pub struct GatewayState {
     /// Keyed by the digest of the secret: a presented token is found by hash lookup.
     tokens: DashMap<Digest, Arc<LiveToken>>,
     admin_tokens: ArcSwap<Vec<(String, Digest)>>,
+    /// Counts full resyncs; see [`LiveToken::generation`].
+    generation: std::sync::atomic::AtomicU64,
     /// Refreshes run one at a time, each reading the store after the previous one: a
     /// full resync can then never drop or overwrite what a later commit loaded, and two
     /// refreshes of one object cannot land out of order. The hot path never takes it.
@@ -178,14 +186,17 @@ impl GatewayState {
         let _one_at_a_time = self.refresh.lock().await;
         let policies = store.all_account_policies().await?;
         let instances = store.all_gateway_instances().await?;
-        let tokens = store.all_live_tokens(Timestamp::now().plus_secs(-TOMBSTONE_SECONDS)).await?;
         self.admin_tokens.store(Arc::new(store.admin_token_digests().await?));
-        let digests: HashSet<Digest> = tokens.iter().map(|(_, d)| *d).collect();
-        let mut scope_sets = HashMap::new();
-        for (token, digest) in tokens {
-            self.put_token(token, digest, &mut scope_sets);
-        }
-        self.tokens.retain(|d, _| digests.contains(d));
+        // Tokens stream in (a million rows are never held at once); those not seen in
+        // this pass are gone from the store and are dropped after it.
+        let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        let mut scope_sets = ScopeSets::new();
+        store
+            .for_each_live_token(Timestamp::now().plus_secs(-TOMBSTONE_SECONDS), &mut |token, digest| {
+                self.put_token(token, digest, generation, &mut scope_sets);
+            })
+            .await?;
+        self.tokens.retain(|_, t| t.generation == generation);
 
         let accounts: Vec<AccountId> = policies.iter().map(|p| p.account_id).collect();
         for record in policies {
@@ -226,7 +237,8 @@ impl GatewayState {
             },
             Change::Token(id) => {
                 if let Some((token, digest)) = store.live_token(id).await? {
-                    self.put_token(token, digest, &mut HashMap::new());
+                    let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+                    self.put_token(token, digest, generation, &mut ScopeSets::new());
                 }
             }
             Change::AdminTokens => self.admin_tokens.store(Arc::new(store.admin_token_digests().await?)),
@@ -247,10 +259,19 @@ impl GatewayState {
         self.accounts.insert(record.account_id, Arc::new(AccountPolicy { security_token, allowlist }));
     }
 
+    /// Adds or replaces many tokens, sharing identical scope lists between them.
+    pub fn load_tokens(&self, tokens: impl IntoIterator<Item = (ApiToken, Digest)>) {
+        let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        let mut scope_sets = ScopeSets::new();
+        for (token, digest) in tokens {
+            self.put_token(token, digest, generation, &mut scope_sets);
+        }
+    }
+
     /// Adds or replaces a token. `scope_sets` shares identical scope lists between tokens
     /// during a bulk load. Revoked and expired tokens stay for [`TOMBSTONE_SECONDS`], so
     /// that the verify API can tell `revoked` and `expired` from `not_found`.
-    fn put_token(&self, token: ApiToken, digest: Digest, scope_sets: &mut HashMap<Vec<String>, Arc<[String]>>) {
+    fn put_token(&self, token: ApiToken, digest: Digest, generation: u64, scope_sets: &mut ScopeSets) {
         let horizon = Timestamp::now().plus_secs(-TOMBSTONE_SECONDS);
         if token.revoked_at.is_some_and(|at| at <= horizon) || token.expires_at.is_some_and(|at| at <= horizon) {
             self.tokens.remove(&digest);
@@ -261,33 +282,33 @@ impl GatewayState {
             self.tokens.remove(&digest);
             return;
         };
-        let scopes_header = HeaderValue::from_str(&token.scopes.join(" ")).unwrap_or(HeaderValue::from_static(""));
-        let scopes = match scope_sets.get(&token.scopes) {
-            Some(shared) => Arc::clone(shared),
+        let (scopes, scopes_header) = match scope_sets.get(&token.scopes) {
+            Some((scopes, header)) => (Arc::clone(scopes), Arc::clone(header)),
             None => {
-                let shared: Arc<[String]> = token.scopes.clone().into();
-                scope_sets.insert(token.scopes, Arc::clone(&shared));
-                shared
+                let scopes: Arc<[String]> = token.scopes.clone().into();
+                let header = HeaderValue::from_str(&token.scopes.join(" ")).unwrap_or(HeaderValue::from_static(""));
+                let header = Arc::new(header);
+                scope_sets.insert(token.scopes, (Arc::clone(&scopes), Arc::clone(&header)));
+                (scopes, header)
             }
         };
         // A reload keeps the limiter's state unless the limit itself changed.
         let previous = self.tokens.get(&digest).and_then(|e| e.value().rate.clone());
         let rate = token.rate_limit.and_then(|rl| match previous {
-            Some((old, l)) if old == rl => Some((rl, l)),
-            _ => limiter(rl).map(|l| (rl, l)),
+            Some(kept) if kept.0 == rl => Some(kept),
+            _ => limiter(rl),
         });
         let credential = Credential {
             id: token.id,
             account_id: token.account_id,
             kind: token.kind,
-            member_id: token.member_id,
             scopes,
             expires_at: token.expires_at,
             revoked_at: token.revoked_at,
             ip_allowlist,
             instance_ids: token.instance_ids,
         };
-        self.tokens.insert(digest, Arc::new(LiveToken { credential, scopes_header, rate }));
+        self.tokens.insert(digest, Arc::new(LiveToken { credential, scopes_header, rate, generation }));
     }
 
     fn put_instance(&self, record: GatewayInstance) {

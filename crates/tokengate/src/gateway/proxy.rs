@@ -139,7 +139,7 @@ pub fn upstream_request(
         if let Ok(v) = HeaderValue::from_str(&token.credential.id.to_string()) {
             headers.insert(X_TOKENGATE_TOKEN_ID, v);
         }
-        headers.insert(X_TOKENGATE_SCOPES, token.scopes_header.clone());
+        headers.insert(X_TOKENGATE_SCOPES, HeaderValue::clone(&token.scopes_header));
     }
     let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     Ok(Request::from_parts(parts, Limited::new(body, limit)))

@@ -1,16 +1,79 @@
 //! API keys and personal access tokens in SQL.
 
+use std::borrow::Cow;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use tokengate_core::{Digest, Timestamp, TokenId, TokenKind};
 
-use super::{SqlStore, digest, parse_id};
+use super::{Backend, SqlStore, digest, parse_id};
 use crate::store::{ApiToken, AuditEntry, Change, RateLimit, StoreError, StoreResult, TokenStore};
+
+/// Tokens per page of the bulk load.
+const PAGE: i64 = 5_000;
+
+/// One page of live tokens, as a JSON array of arrays, and the last id in it.
+const SQLITE_LIVE_PAGE: &str = "SELECT json_group_array(json_array(id, account_id, kind, member_id, name, hex(digest), \
+     json(scopes), expires_at, json(ip_allowlist), rate_limit, rate_window_seconds, json(instance_ids), created_at, \
+     revoked_at, last_used_at)) AS page, max(id) AS last FROM (SELECT * FROM api_tokens \
+     WHERE (revoked_at IS NULL OR revoked_at > $1) AND (expires_at IS NULL OR expires_at > $1) AND id > $2 \
+     ORDER BY id LIMIT $3) AS t";
+const POSTGRES_LIVE_PAGE: &str = "SELECT json_agg(json_build_array(id, account_id, kind, member_id, name, \
+     encode(digest, 'hex'), scopes::json, expires_at, ip_allowlist::json, rate_limit, rate_window_seconds, \
+     instance_ids::json, created_at, revoked_at, last_used_at))::text AS page, max(id) AS last FROM (SELECT * FROM api_tokens \
+     WHERE (revoked_at IS NULL OR revoked_at > $1) AND (expires_at IS NULL OR expires_at > $1) AND id > $2 \
+     ORDER BY id LIMIT $3) AS t";
+
+/// A token as packed by the bulk-load queries, in their column order. Text borrows
+/// from the page where it can, to keep a million short-lived allocations off the heap.
+#[derive(serde::Deserialize)]
+struct PackedToken<'a>(
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    String,
+    #[serde(borrow)] Cow<'a, str>,
+    Vec<String>,
+    Option<i64>,
+    Vec<String>,
+    Option<u32>,
+    Option<u32>,
+    Vec<tokengate_core::InstanceId>,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
+impl PackedToken<'_> {
+    fn unpack(self) -> StoreResult<(ApiToken, Digest)> {
+        let PackedToken(id, account, kind, member, name, hex_digest, scopes, expires, ip, limit, window, instances, created, revoked, used) =
+            self;
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex_digest.as_bytes(), &mut bytes).map_err(|_| StoreError::Corrupt("digest".into()))?;
+        let token = ApiToken {
+            id: parse_id(&id)?,
+            account_id: parse_id(&account)?,
+            kind: TokenKind::parse(&kind).ok_or_else(|| StoreError::Corrupt(format!("kind {kind:?}")))?,
+            member_id: member.map(|m| parse_id(&m)).transpose()?,
+            name,
+            scopes,
+            expires_at: expires.map(Timestamp::from_millis),
+            ip_allowlist: ip,
+            rate_limit: limit.zip(window).map(|(limit, window_seconds)| RateLimit { limit, window_seconds }),
+            instance_ids: instances,
+            created_at: Timestamp::from_millis(created),
+            revoked_at: revoked.map(Timestamp::from_millis),
+            last_used_at: used.map(Timestamp::from_millis),
+        };
+        Ok((token, digest(&bytes)?))
+    }
+}
 
 const COLUMNS: &str = "SELECT id, account_id, kind, member_id, name, digest, scopes, expires_at, ip_allowlist, \
      rate_limit, rate_window_seconds, instance_ids, created_at, revoked_at, last_used_at FROM api_tokens";
 
-fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &str) -> StoreResult<T> {
+fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &'static str) -> StoreResult<T> {
     let text: String = row.try_get(column)?;
     serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("{column}: {e}")))
 }
@@ -29,7 +92,7 @@ fn token_row(row: &AnyRow) -> StoreResult<(ApiToken, Digest)> {
             }),
             _ => None,
         };
-    let ts = |c: &str| -> StoreResult<Option<Timestamp>> {
+    let ts = |c: &'static str| -> StoreResult<Option<Timestamp>> {
         Ok(row.try_get::<Option<i64>, _>(c)?.map(Timestamp::from_millis))
     };
     let token = ApiToken {
@@ -147,14 +210,37 @@ impl TokenStore for SqlStore {
         row.as_ref().map(token_row).transpose()
     }
 
-    async fn all_live_tokens(&self, since: Timestamp) -> StoreResult<Vec<(ApiToken, Digest)>> {
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "{COLUMNS} WHERE (revoked_at IS NULL OR revoked_at > $1) AND (expires_at IS NULL OR expires_at > $1)"
-        )))
-        .bind(since.as_millis())
-        .fetch_all(&self.read)
-        .await?;
-        rows.iter().map(token_row).collect()
+    async fn for_each_live_token(&self, since: Timestamp, f: &mut (dyn FnMut(ApiToken, Digest) + Send))
+    -> StoreResult<()> {
+        // Rows come back packed as JSON, a page of them per row: a million rows one by one
+        // through the driver cost seconds in hand-overs alone.
+        let sql = match self.backend() {
+            Backend::Sqlite => SQLITE_LIVE_PAGE,
+            Backend::Postgres => POSTGRES_LIVE_PAGE,
+        };
+        // The next page is read (on SQLite's worker thread, or by PostgreSQL) while this
+        // one is unpacked: the two halves of the load run side by side.
+        let fetch = |after: String| {
+            let pool = self.read.clone();
+            tokio::spawn(async move {
+                let row = sqlx::query(sql).bind(since.as_millis()).bind(after).bind(PAGE).fetch_one(&pool).await?;
+                let page = row.try_get::<Option<String>, _>("page")?;
+                let last = row.try_get::<Option<String>, _>("last")?;
+                Ok::<_, StoreError>(page.zip(last))
+            })
+        };
+        let mut next = fetch(String::new());
+        loop {
+            let fetched = next.await.map_err(|e| StoreError::Corrupt(format!("token load task: {e}")))??;
+            let Some((page, last)) = fetched else { return Ok(()) };
+            next = fetch(last);
+            let packed: Vec<PackedToken> =
+                serde_json::from_str(&page).map_err(|e| StoreError::Corrupt(format!("token page: {e}")))?;
+            for p in packed {
+                let (token, digest) = p.unpack()?;
+                f(token, digest);
+            }
+        }
     }
 
     async fn touch_tokens(&self, used: &[(TokenId, Timestamp)]) -> StoreResult<()> {
