@@ -5,7 +5,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct IpAllowlist(Vec<IpNet>);
+pub struct IpAllowlist(Box<[IpNet]>);
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{0:?} is not a CIDR (e.g. 203.0.113.0/24 or 2001:db8::/32) or an IP address")]
@@ -23,8 +23,8 @@ impl IpAllowlist {
                     .map(|n| n.trunc())
                     .map_err(|_| BadCidr(c.chars().take(64).collect()))
             })
-            .collect::<Result<_, _>>()
-            .map(IpAllowlist)
+            .collect::<Result<Vec<_>, _>>()
+            .map(|nets| IpAllowlist(nets.into_boxed_slice()))
     }
 
     pub fn is_empty(&self) -> bool {

@@ -92,7 +92,7 @@ pub struct Credential {
     pub revoked_at: Option<Timestamp>,
     pub ip_allowlist: IpAllowlist,
     /// Empty: every instance of the account.
-    pub instance_ids: Vec<InstanceId>,
+    pub instance_ids: Box<[InstanceId]>,
 }
 
 impl Credential {
@@ -141,7 +141,7 @@ mod tests {
             expires_at: Some(Timestamp::from_millis(10_000)),
             revoked_at: None,
             ip_allowlist: IpAllowlist::parse(&["10.0.0.0/8", "::1/128"]).unwrap(),
-            instance_ids: vec![],
+            instance_ids: Box::new([]),
         }
     }
 
@@ -162,7 +162,7 @@ mod tests {
         assert_eq!(c.check(now, Some(AccountId::new()), None, None, &[]), Err(Denial::NotForHere));
         let mut limited = c.clone();
         let inst = InstanceId::new();
-        limited.instance_ids = vec![inst];
+        limited.instance_ids = Box::new([inst]);
         assert_eq!(limited.check(now, None, Some(inst), None, &[]), Ok(()));
         assert_eq!(limited.check(now, None, Some(InstanceId::new()), None, &[]), Err(Denial::NotForHere));
         let mut revoked = c.clone();

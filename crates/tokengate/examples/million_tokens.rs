@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use secrecy::ExposeSecret;
 use tokengate::state::GatewayState;
-use tokengate::store::{AccountStore, Account, AuditEntry, SqlStore};
+use tokengate::store::{Account, AccountStore, AuditEntry, SqlStore};
 use tokengate_core::token;
 use tokengate_core::{AccountId, AuditId, Digest, Timestamp, TokenId, TokenKind};
 

@@ -153,8 +153,11 @@ pub trait TokenStore {
     async fn live_token(&self, id: TokenId) -> StoreResult<Option<(ApiToken, Digest)>>;
     /// Calls `f` with every token that had not stopped working by `since`, streaming
     /// rather than loading them all at once.
-    async fn for_each_live_token(&self, since: Timestamp, f: &mut (dyn FnMut(ApiToken, Digest) + Send))
-    -> StoreResult<()>;
+    async fn for_each_live_token(
+        &self,
+        since: Timestamp,
+        f: &mut (dyn FnMut(ApiToken, Digest) + Send),
+    ) -> StoreResult<()>;
     /// Moves `last_used_at` forward (never back).
     async fn touch_tokens(&self, used: &[(TokenId, Timestamp)]) -> StoreResult<()>;
     async fn max_token_lifetime_seconds(&self, account: AccountId) -> StoreResult<u64>;

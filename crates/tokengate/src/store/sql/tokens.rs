@@ -47,8 +47,23 @@ struct PackedToken<'a>(
 
 impl PackedToken<'_> {
     fn unpack(self) -> StoreResult<(ApiToken, Digest)> {
-        let PackedToken(id, account, kind, member, name, hex_digest, scopes, expires, ip, limit, window, instances, created, revoked, used) =
-            self;
+        let PackedToken(
+            id,
+            account,
+            kind,
+            member,
+            name,
+            hex_digest,
+            scopes,
+            expires,
+            ip,
+            limit,
+            window,
+            instances,
+            created,
+            revoked,
+            used,
+        ) = self;
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(hex_digest.as_bytes(), &mut bytes).map_err(|_| StoreError::Corrupt("digest".into()))?;
         let token = ApiToken {
@@ -210,8 +225,11 @@ impl TokenStore for SqlStore {
         row.as_ref().map(token_row).transpose()
     }
 
-    async fn for_each_live_token(&self, since: Timestamp, f: &mut (dyn FnMut(ApiToken, Digest) + Send))
-    -> StoreResult<()> {
+    async fn for_each_live_token(
+        &self,
+        since: Timestamp,
+        f: &mut (dyn FnMut(ApiToken, Digest) + Send),
+    ) -> StoreResult<()> {
         // Rows come back packed as JSON, a page of them per row: a million rows one by one
         // through the driver cost seconds in hand-overs alone.
         let sql = match self.backend() {
