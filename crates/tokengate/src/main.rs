@@ -4,8 +4,25 @@ use clap::Parser;
 use tokengate::cli::{self, Cli, Command};
 use tokengate::server::{Application, shutdown_signal};
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    // One CPU (a container limit, or `taskset`): a single-threaded runtime spares every
+    // request the work-stealing scheduler's hand-offs. Otherwise one worker per CPU.
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let runtime = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(cpus).enable_all().build()
+    };
+    match runtime {
+        Ok(runtime) => runtime.block_on(run()),
+        Err(e) => {
+            eprintln!("tokengate: cannot start the async runtime: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(args) => cli::init(args).await,

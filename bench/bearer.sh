@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Load benchmark: a bearer API key on a rule-protected route, tokengate against nginx
+# checking a static `Authorization: Bearer …` header in front of the same upstream, on
+# loopback, in the same run (rounds interleaved). Upstream and gateways share CPU 0,
+# wrk runs on CPU 1, one worker each.
+#
+#   bench/bearer.sh                    # 3 rounds of 10 s
+#   ROUNDS=5 DURATION=20 bench/bearer.sh
+#
+# Needs nginx (nginx-light), wrk, jq and curl; BENCH_INSTALL=1 installs them with apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+UP=18180 NG=18181 TG=18190
+if [[ ${BENCH_INSTALL:-0} == 1 ]]; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk jq curl
+fi
+for tool in nginx wrk jq curl taskset; do command -v $tool >/dev/null || { echo "bearer.sh: $tool missing" >&2; exit 2; }; done
+cargo build --release --locked --bin tokengate
+BIN=$ROOT/target/release/tokengate
+
+RUN=$(mktemp -d -t tokengate-bearer.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$RUN"; }
+trap cleanup EXIT
+wait_up() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 2; }
+
+# The upstream: a constant JSON answer.
+cat > "$RUN/upstream.conf" <<CONF
+worker_processes 1; daemon off; pid $RUN/upstream.pid; error_log $RUN/upstream.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP; location / { default_type application/json; return 200 '{"ok":true}'; } } }
+CONF
+taskset -c 0 nginx -p "$RUN" -c "$RUN/upstream.conf" & PIDS+=($!)
+wait_up $UP
+
+# tokengate: an instance whose one rule needs messages:send, and an API key holding it.
+taskset -c 0 "$BIN" serve --data-dir "$RUN/tg" --listen "127.0.0.1:$TG" --log-level warn & PIDS+=($!)
+wait_up $TG
+ADMIN="Authorization: Bearer $(cat "$RUN/tg/admin-token")"
+api() { curl -sf -H "$ADMIN" -H 'Content-Type: application/json' "$@"; }
+ACC=$(api -d '{"name":"bench"}' "http://127.0.0.1:$TG/v1/accounts" | jq -r .id)
+INST=$(api -d "{\"name\":\"b\",\"upstream_url\":\"http://127.0.0.1:$UP\",\"rules\":[{\"path\":\"/*\",\"scopes\":[\"messages:send\"]}]}" \
+  "http://127.0.0.1:$TG/v1/accounts/$ACC/instances")
+KEY=$(api -d '{"name":"bench","kind":"api_key","scopes":["messages:send"]}' "http://127.0.0.1:$TG/v1/accounts/$ACC/tokens" | jq -r .token)
+TG_URL="http://127.0.0.1:$TG/instances/$(jq -r .id <<<"$INST")/token/$(jq -r .token <<<"$INST")/api/ping"
+
+# nginx: the same check against a static secret.
+cat > "$RUN/gate.conf" <<CONF
+worker_processes 1; daemon off; pid $RUN/gate.pid; error_log $RUN/gate.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$UP; keepalive 512; }
+  server { listen 127.0.0.1:$NG;
+    location / {
+      if (\$http_authorization != "Bearer $KEY") { default_type application/json; return 401 '{"error":"invalid_token"}'; }
+      proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://up; } } }
+CONF
+taskset -c 0 nginx -p "$RUN" -c "$RUN/gate.conf" & PIDS+=($!)
+wait_up $NG
+NG_URL="http://127.0.0.1:$NG/api/ping"
+
+# Both must accept the key and refuse a missing one before anything is timed.
+for url in "$TG_URL" "$NG_URL"; do
+  [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $KEY" "$url") == 200 ]] || { echo "not 200: $url" >&2; exit 1; }
+  [[ $(curl -s -o /dev/null -w '%{http_code}' "$url") == 401 ]] || { echo "not 401 without the key: $url" >&2; exit 1; }
+done
+
+rps() {  # rps URL [HEADER] -> requests/s (non-2xx counted and reported)
+  local out
+  if [[ -n ${2:-} ]]; then
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$2" "$1")
+  else
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$1")
+  fi
+  local bad; bad=$(awk '/Non-2xx/ {print $4}' <<<"$out"); bad=${bad:-0}
+  echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") $bad"
+}
+echo "== bearer API key, rule-protected route: $ROUNDS rounds x ${DURATION}s, $CONNS connections"
+printf '%-6s %-10s %-8s %10s %8s\n' round target path req/s non2xx
+declare -A SUM
+for r in $(seq "$ROUNDS"); do
+  for target in nginx tokengate; do
+    url=$NG_URL; [[ $target == tokengate ]] && url=$TG_URL
+    read -r a abad < <(rps "$url" "Authorization: Bearer $KEY")
+    read -r j jbad < <(rps "$url")
+    printf '%-6s %-10s %-8s %10s %8s\n' "$r" "$target" accept "$a" "$abad" "$r" "$target" reject "$j" "$jbad"
+    SUM[$target-accept]+="$a "; SUM[$target-reject]+="$j "
+  done
+done
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+echo "-- medians"
+for path in accept reject; do
+  n=$(median "${SUM[nginx-$path]}"); t=$(median "${SUM[tokengate-$path]}")
+  printf '%-8s nginx %8.0f  tokengate %8.0f  ratio %.2f\n' "$path" "$n" "$t" "$(awk -v t="$t" -v n="$n" 'BEGIN {print t/n}')"
+done
