@@ -58,7 +58,8 @@ http { access_log off; keepalive_requests 1000000;
   upstream up { server 127.0.0.1:$UP; keepalive 512; }
   server { listen 127.0.0.1:$NG;
     location / {
-      if (\$http_authorization != "Bearer $KEY") { default_type application/json; return 401 '{"error":"invalid_token"}'; }
+      default_type application/json;
+      if (\$http_authorization != "Bearer $KEY") { return 401 '{"error":"invalid_token"}'; }
       proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://up; } } }
 CONF
 taskset -c 0 nginx -p "$RUN" -c "$RUN/gate.conf" & PIDS+=($!)
@@ -78,7 +79,7 @@ rps() {  # rps URL [HEADER] -> requests/s (non-2xx counted and reported)
   else
     out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" "$1")
   fi
-  local bad; bad=$(awk '/Non-2xx/ {print $4}' <<<"$out"); bad=${bad:-0}
+  local bad; bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); bad=${bad:-0}
   echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") $bad"
 }
 echo "== bearer API key, rule-protected route: $ROUNDS rounds x ${DURATION}s, $CONNS connections"

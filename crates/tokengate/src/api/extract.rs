@@ -11,6 +11,7 @@ use serde::de::DeserializeOwned;
 use tokengate_core::token::{self, Prefix};
 
 use super::error::ApiError;
+use crate::gateway::bearer_token;
 use crate::service::{Actor, Services};
 
 /// A JSON body. Malformed JSON → 400, wrong fields or types → 422, another content
@@ -54,16 +55,17 @@ impl FromRequestParts<Services> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .ok_or(ApiError::Unauthorized)?;
-        let digest = token::parse(presented.trim_ascii(), Prefix::Admin).map_err(|_| ApiError::Unauthorized)?;
+        let presented = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
+        let digest = token::parse(presented, Prefix::Admin).map_err(|_| ApiError::Unauthorized)?;
         let id = services.state.admin_token_id(&digest).ok_or(ApiError::Unauthorized)?;
-        let ip = parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip().to_canonical().to_string());
+        let ip = peer_ip(parts).map(|ip| ip.to_string());
         Ok(Admin(Actor { name: format!("admin:{id}"), ip }))
     }
+}
+
+/// The TCP peer's address, recorded by the accept loop.
+fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
+    parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip().to_canonical())
 }
 
 /// Parses an id from a path; anything that is not one names nothing (404).
@@ -82,16 +84,11 @@ impl FromRequestParts<Services> for Verifier {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
-        let presented = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .map(<[u8]>::trim_ascii)
-            .ok_or(ApiError::Unauthorized)?;
+        let presented = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
         if let Ok(digest) = token::parse(presented, Prefix::Admin) {
             return services.state.admin_token_id(&digest).map(|_| Verifier::Admin).ok_or(ApiError::Unauthorized);
         }
-        let ip = parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip().to_canonical());
+        let ip = peer_ip(parts);
         let required = ["tokens:verify".to_string()];
         match services.state.verify_token(presented, tokengate_core::Timestamp::now(), None, None, ip, &required) {
             Ok(live) if live.credential.kind == tokengate_core::TokenKind::ApiKey => {

@@ -60,6 +60,11 @@ pub fn split_path(path: &str) -> Option<GatewayPath<'_>> {
     Some(GatewayPath { instance, token, tail })
 }
 
+/// The token of an `Authorization: Bearer …` header, if there is one.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
+    headers.get(http::header::AUTHORIZATION)?.as_bytes().strip_prefix(b"Bearer ").map(<[u8]>::trim_ascii)
+}
+
 /// Who is calling, as far as IP checks are concerned.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr {
@@ -213,11 +218,7 @@ impl Gateway {
         let tail = split_path(req.uri().path()).map(|p| p.tail).unwrap_or("");
         let tail = if tail.is_empty() { "/" } else { tail };
         let rule = instance.rules.matching(req.method().as_str(), tail).ok_or(Rejection::NoMatchingRule)?;
-        let presented = headers
-            .get(http::header::AUTHORIZATION)
-            .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
-            .map(<[u8]>::trim_ascii)
-            .ok_or(Rejection::Bearer(Denial::NotFound, None))?;
+        let presented = bearer_token(headers).ok_or(Rejection::Bearer(Denial::NotFound, None))?;
         self.state
             .verify_token(presented, now, Some(instance.account_id), Some(instance.id), Some(addr.client), &rule.scopes)
             .map(Some)
