@@ -64,7 +64,7 @@ impl Default for Config {
             readiness_window_seconds: 24 * 3600,
             usage_flush_millis: 1000,
             shutdown_grace_seconds: 30,
-            resync_interval_seconds: 60,
+            resync_interval_seconds: 300,
         }
     }
 }
