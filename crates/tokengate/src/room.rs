@@ -228,10 +228,8 @@ pub fn verify(
         return Err(Refusal::Expired);
     }
     let (token_room, granted) = parse_payload(&claims.payload).unwrap_or_default();
-    if let Some(room) = room {
-        if !token_room.is_empty() && token_room != room {
-            return Err(Refusal::RoomMismatch);
-        }
+    if room.is_some_and(|room| !token_room.is_empty() && token_room != room) {
+        return Err(Refusal::RoomMismatch);
     }
     let allowed = match privilege {
         None => true,
