@@ -38,6 +38,15 @@ trap stop_pg EXIT
   -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
 export TOKENGATE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 
+# An independent token04 decoder for the room-token tests: Python's `cryptography`, in
+# a virtual environment kept under target/.
+VENV=target/test-venv
+if ! "$VENV/bin/python" -c 'import cryptography' 2>/dev/null; then
+  python3 -m venv "$VENV" || { apt-get install -y -q --no-install-recommends python3-venv && python3 -m venv "$VENV"; }
+  "$VENV/bin/pip" install -q --disable-pip-version-check cryptography
+fi
+export TOKENGATE_TEST_PYTHON=$PWD/$VENV/bin/python
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if command -v cargo-nextest >/dev/null; then

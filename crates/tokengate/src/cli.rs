@@ -44,6 +44,20 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Manage room apps (token04).
+    RoomApps {
+        #[command(subcommand)]
+        command: RoomAppsCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Issue and verify room tokens (token04).
+    RoomTokens {
+        #[command(subcommand)]
+        command: RoomTokensCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Manage an account's security token (the Client-Token header).
     SecurityToken {
         #[command(subcommand)]
@@ -201,6 +215,114 @@ pub enum TokensCommand {
         #[arg(long = "scope")]
         scopes: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+pub enum RoomAppsCommand {
+    /// Register an app; the 32-character server secret is read from
+    /// TOKENGATE_ROOM_SECRET or stdin (never from the command line).
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        app_id: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RoomTokensCommand {
+    /// Issue a room token.
+    Issue {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        app_id: u32,
+        #[arg(long)]
+        user_id: String,
+        /// Empty or absent: any room.
+        #[arg(long)]
+        room_id: Option<String>,
+        #[arg(long)]
+        login_room: bool,
+        #[arg(long)]
+        publish_stream: bool,
+        #[arg(long, default_value_t = 3600)]
+        ttl_seconds: u64,
+        /// `gcm` (default) or `cbc` (legacy layout).
+        #[arg(long, default_value = "gcm")]
+        mode: String,
+    },
+    /// Verify a room token read from TOKENGATE_ROOM_TOKEN or stdin.
+    Verify {
+        #[arg(long)]
+        app_id: u32,
+        #[arg(long)]
+        room_id: Option<String>,
+        /// `login_room` or `publish_stream`.
+        #[arg(long)]
+        privilege: Option<String>,
+    },
+}
+
+/// A secret from an environment variable, else the first line of stdin.
+fn secret_input(var: &str) -> anyhow::Result<String> {
+    if let Ok(v) = std::env::var(var) {
+        return Ok(v.trim().to_string());
+    }
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    Ok(line.trim().to_string())
+}
+
+pub async fn room_apps(command: RoomAppsCommand, remote: Remote) -> anyhow::Result<()> {
+    let client = remote.client()?;
+    match command {
+        RoomAppsCommand::Create { account, app_id } => {
+            let secret = secret_input("TOKENGATE_ROOM_SECRET")?;
+            let app = client.create_room_app(&account, app_id, &secret).await?;
+            remote.print(&app, || format!("room app {app_id} created"))
+        }
+    }
+}
+
+pub async fn room_tokens(command: RoomTokensCommand, remote: Remote) -> anyhow::Result<()> {
+    let client = remote.client()?;
+    match command {
+        RoomTokensCommand::Issue {
+            account,
+            app_id,
+            user_id,
+            room_id,
+            login_room,
+            publish_stream,
+            ttl_seconds,
+            mode,
+        } => {
+            let body = serde_json::json!({
+                "user_id": user_id, "room_id": room_id, "ttl_seconds": ttl_seconds, "mode": mode,
+                "privileges": { "login_room": login_room, "publish_stream": publish_stream },
+            });
+            let issued = client.issue_room_token(&account, app_id, body).await?;
+            remote.print(&issued, || {
+                format!(
+                    "{}\nexpires at {}",
+                    issued.get("token").and_then(|v| v.as_str()).unwrap_or_default(),
+                    issued.get("expires_at").and_then(|v| v.as_str()).unwrap_or_default()
+                )
+            })
+        }
+        RoomTokensCommand::Verify { app_id, room_id, privilege } => {
+            let token = secret_input("TOKENGATE_ROOM_TOKEN")?;
+            let body =
+                serde_json::json!({ "app_id": app_id, "token": token, "room_id": room_id, "privilege": privilege });
+            let v = client.verify_room_token(body).await?;
+            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
+            remote.print(&v, || match field("reason") {
+                Some(reason) => format!("invalid: {reason}"),
+                None => format!("valid: user {}", field("user_id").unwrap_or_default()),
+            })
+        }
+    }
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]

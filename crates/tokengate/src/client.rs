@@ -229,4 +229,28 @@ impl AdminClient {
         let body = serde_json::json!({ "token": token, "required_scopes": required_scopes });
         self.send(reqwest::Method::POST, "/v1/verify", Some(body)).await
     }
+
+    pub async fn create_room_app(
+        &self,
+        account: &str,
+        app_id: u32,
+        server_secret: &str,
+    ) -> Result<serde_json::Value, ClientError> {
+        let body = serde_json::json!({ "app_id": app_id, "server_secret": server_secret });
+        self.send(reqwest::Method::POST, &format!("/v1/accounts/{account}/room-apps"), Some(body)).await
+    }
+
+    /// `body` is the JSON of `POST /v1/accounts/{acc}/room-apps/{app_id}/tokens`.
+    pub async fn issue_room_token(
+        &self,
+        account: &str,
+        app_id: u32,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.send(reqwest::Method::POST, &format!("/v1/accounts/{account}/room-apps/{app_id}/tokens"), Some(body)).await
+    }
+
+    pub async fn verify_room_token(&self, body: serde_json::Value) -> Result<serde_json::Value, ClientError> {
+        self.send(reqwest::Method::POST, "/v1/room-tokens/verify", Some(body)).await
+    }
 }

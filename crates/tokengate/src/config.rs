@@ -46,6 +46,10 @@ pub struct Config {
     /// Full reload of the gateway's in-memory state from the store, as a safety net
     /// beside change notices.
     pub resync_interval_seconds: u64,
+    /// 64 hex characters sealing stored secrets; unset = `DATA_DIR/master-key`. Never
+    /// printed (it is left out when serialized).
+    #[serde(skip_serializing)]
+    pub master_key: Option<secrecy::SecretString>,
 }
 
 impl Default for Config {
@@ -65,6 +69,7 @@ impl Default for Config {
             usage_flush_millis: 1000,
             shutdown_grace_seconds: 30,
             resync_interval_seconds: 300,
+            master_key: None,
         }
     }
 }
@@ -86,6 +91,7 @@ const ENV_KEYS: &[&str] = &[
     "usage_flush_millis",
     "shutdown_grace_seconds",
     "resync_interval_seconds",
+    "master_key",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -127,7 +133,11 @@ impl Config {
     pub fn redacted_toml(&self) -> String {
         let mut shown = self.clone();
         shown.database_url = self.database_url.as_deref().map(redact_url);
-        toml::to_string_pretty(&shown).unwrap_or_default()
+        let mut text = toml::to_string_pretty(&shown).unwrap_or_default();
+        if self.master_key.is_some() {
+            text.push_str("master_key = \"REDACTED\"\n");
+        }
+        text
     }
 }
 

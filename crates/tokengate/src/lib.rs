@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod master_key;
 pub mod room;
 pub mod server;
 pub mod service;

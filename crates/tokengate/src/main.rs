@@ -31,6 +31,8 @@ async fn run() -> std::process::ExitCode {
         Command::Instances { command, remote } => cli::instances(command, remote).await,
         Command::SecurityToken { command, remote } => cli::security_token(command, remote).await,
         Command::Tokens { command, remote } => cli::tokens(command, remote).await,
+        Command::RoomApps { command, remote } => cli::room_apps(command, remote).await,
+        Command::RoomTokens { command, remote } => cli::room_tokens(command, remote).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

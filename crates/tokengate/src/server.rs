@@ -99,11 +99,18 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let port = listener.local_addr()?.port();
         let (stop_tx, stop_rx) = watch::channel(false);
+        let master_key = {
+            use secrecy::ExposeSecret;
+            let configured = config.master_key.as_ref().map(|k| k.expose_secret().to_string());
+            crate::master_key::MasterKey::load(configured.as_deref(), &config.data_dir)
+                .context("loading the master key")?
+        };
         let services = Services {
             store: store.clone(),
             state: Arc::clone(&state),
             usage: Arc::clone(&usage),
             config: Arc::new(config),
+            master_key: Arc::new(master_key),
         };
 
         let mut tasks = Vec::new();

@@ -9,6 +9,7 @@ mod extract;
 mod instances;
 mod ops;
 mod reports;
+mod rooms;
 mod security_token;
 mod tokens;
 
@@ -32,6 +33,7 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
         (name = "accounts"), (name = "members"), (name = "instances"),
         (name = "security-token", description = "The account security token (Client-Token)"),
         (name = "tokens", description = "API keys and personal access tokens"),
+        (name = "room-tokens", description = "Room apps and token04 room tokens"),
         (name = "reports", description = "Usage and audit"),
     )
 )]
@@ -68,6 +70,10 @@ pub fn router(services: Services) -> Router {
         .routes(routes!(tokens::rotate_token))
         .routes(routes!(tokens::token_usage))
         .routes(routes!(tokens::verify))
+        .routes(routes!(rooms::create_room_app, rooms::list_room_apps))
+        .routes(routes!(rooms::delete_room_app))
+        .routes(routes!(rooms::issue_room_token))
+        .routes(routes!(rooms::verify_room_token))
         .routes(routes!(reports::usage))
         .routes(routes!(reports::audit))
         .split_for_parts();

@@ -5,6 +5,7 @@
 mod accounts;
 mod instances;
 mod reports;
+mod rooms;
 mod security_token;
 mod tokens;
 
@@ -12,6 +13,7 @@ use std::sync::Arc;
 
 pub use instances::{InstancePatch, NewInstance};
 pub use reports::{Readiness, UsageBucket, UsageQuery};
+pub use rooms::{IssueRoomToken, IssuedRoomToken, NewRoomApp, RoomVerification, VerifyRoomToken};
 pub use security_token::SecurityTokenView;
 pub use tokens::{NewToken, Verification, role_allows};
 
@@ -73,6 +75,7 @@ pub struct Services {
     pub state: Arc<GatewayState>,
     pub usage: Arc<UsageRecorder>,
     pub config: Arc<Config>,
+    pub master_key: Arc<crate::master_key::MasterKey>,
 }
 
 impl Services {

@@ -163,6 +163,20 @@ pub trait TokenStore {
     async fn max_token_lifetime_seconds(&self, account: AccountId) -> StoreResult<u64>;
 }
 
+pub trait RoomAppStore {
+    /// `Conflict` when the account already has this `app_id`.
+    async fn create_room_app(&self, app: &RoomApp, sealed_secret: &[u8], audit: &AuditEntry) -> StoreResult<()>;
+    async fn list_room_apps(&self, account: AccountId) -> StoreResult<Vec<RoomApp>>;
+    /// The sealed secret of one app of one account.
+    async fn room_app_secret(&self, account: AccountId, app_id: u32) -> StoreResult<Vec<u8>>;
+    /// Every account's app with this id, with its sealed secret.
+    async fn room_apps_by_id(&self, app_id: u32) -> StoreResult<Vec<(AccountId, Vec<u8>)>>;
+    async fn delete_room_app(&self, account: AccountId, app_id: u32, audit: &AuditEntry) -> StoreResult<()>;
+    async fn max_room_token_ttl_seconds(&self, account: AccountId) -> StoreResult<u64>;
+    /// Only the audit entry: issuing a room token changes nothing else.
+    async fn record_audit(&self, audit: &AuditEntry) -> StoreResult<()>;
+}
+
 pub trait AuditStore {
     async fn audit_entries(&self, account: AccountId, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 }
@@ -182,7 +196,15 @@ pub trait UsageStore {
 
 /// Everything the server needs from its store.
 pub trait Store:
-    AdminTokenStore + AccountStore + MemberStore + InstanceStore + SecurityTokenStore + TokenStore + AuditStore + UsageStore
+    AdminTokenStore
+    + AccountStore
+    + MemberStore
+    + InstanceStore
+    + SecurityTokenStore
+    + TokenStore
+    + RoomAppStore
+    + AuditStore
+    + UsageStore
 {
 }
 impl<T> Store for T where
@@ -192,6 +214,7 @@ impl<T> Store for T where
         + InstanceStore
         + SecurityTokenStore
         + TokenStore
+        + RoomAppStore
         + AuditStore
         + UsageStore
 {

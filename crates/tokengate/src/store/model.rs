@@ -170,3 +170,13 @@ pub struct ApiToken {
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_used_at: Option<Timestamp>,
 }
+
+/// A room app (token04); its server secret is never shown again.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct RoomApp {
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    pub app_id: u32,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}

@@ -17,6 +17,7 @@ use tokengate_core::{AccountId, AuditId, Digest, InstanceId, MemberId, Rule, Tim
 
 use super::*;
 
+mod rooms;
 mod tokens;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

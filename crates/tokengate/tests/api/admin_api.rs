@@ -222,6 +222,12 @@ async fn operational_endpoints() {
         "/v1/accounts/{acc}/usage",
         "/v1/accounts/{acc}/audit",
         "/v1/members/{id}",
+        "/v1/accounts/{acc}/tokens",
+        "/v1/tokens/{id}/rotate",
+        "/v1/verify",
+        "/v1/accounts/{acc}/room-apps",
+        "/v1/accounts/{acc}/room-apps/{app_id}/tokens",
+        "/v1/room-tokens/verify",
     ] {
         assert!(openapi["paths"].get(path).is_some(), "{path} missing from the OpenAPI document");
     }

@@ -224,6 +224,10 @@ impl TestApp {
         format!("http://{}{path}", self.addr)
     }
 
+    pub fn data_dir(&self) -> &Path {
+        self._data_dir.path()
+    }
+
     pub async fn admin(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.admin_token);
         if let Some(body) = body {

@@ -10,6 +10,7 @@ mod admin_api;
 mod gateway;
 mod multi_node;
 mod process;
+mod rooms;
 mod security_token;
 mod tokens;
 

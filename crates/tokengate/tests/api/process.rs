@@ -125,6 +125,7 @@ fn print_config_applies_layers_and_redacts() {
         .arg(&file)
         .args(["--database-url", "postgres://tg:s3cret-pw@db.internal/tg"])
         .env("TOKENGATE_LOG_LEVEL", "debug")
+        .env("TOKENGATE_MASTER_KEY", "ab".repeat(32))
         .env("TOKENGATE_LISTEN", "127.0.0.1:7001")
         .output()
         .unwrap();
@@ -134,6 +135,7 @@ fn print_config_applies_layers_and_redacts() {
     assert!(shown.contains("log_level = \"debug\""), "{shown}");
     assert!(!shown.contains("s3cret-pw"), "{shown}");
     assert!(shown.contains("REDACTED"));
+    assert!(!shown.contains(&"ab".repeat(32)), "the master key is never printed");
 }
 
 /// SIGKILL right after acknowledged writes; everything acknowledged is there after restart.
@@ -254,6 +256,26 @@ async fn no_secret_reaches_the_log_and_sigterm_drains() {
     assert_eq!(server.get(&ruled_path, &[("Client-Token", &ct), ("Authorization", &bearer)]).await.0, StatusCode::OK);
     server.get(&ruled_path, &[("Client-Token", &ct), ("Authorization", "Bearer tgk_guess")]).await;
     server.admin(Method::POST, "/v1/verify", Some(json!({"token": key}))).await;
+    let room_secret = "fedcba9876543210fedcba9876543210";
+    secrets.push(room_secret.to_string());
+    server
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{acc}/room-apps"),
+            Some(json!({"app_id": 5, "server_secret": room_secret})),
+        )
+        .await;
+    let (_, room) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{acc}/room-apps/5/tokens"),
+            Some(
+                json!({"user_id": "u", "privileges": {"login_room": true, "publish_stream": false}, "ttl_seconds": 60}),
+            ),
+        )
+        .await;
+    secrets.push(room["token"].as_str().unwrap().to_string());
+    secrets.push(std::fs::read_to_string(dir.path().join("master-key")).unwrap().trim().to_string());
     let gw = format!("/instances/{id}/token/{itoken}");
     server.get(&format!("{gw}/ok"), &[("Client-Token", &ct)]).await;
     server.get(&format!("{gw}/missing"), &[]).await;
@@ -373,6 +395,47 @@ async fn the_cli_drives_the_security_token_flow() {
     let new_id = rotated["id"].as_str().unwrap();
     cli(&["tokens", "revoke", new_id]);
     assert_eq!(verify(rotated["token"].as_str().unwrap())["reason"], "revoked");
+
+    // Room apps and tokens: the secret and the token travel through stdin.
+    let piped = |args: &[&str], input: &str| {
+        let mut child = Command::new(binary())
+            .args(args)
+            .args(["--json", "--url", &server.url("")])
+            .env("TOKENGATE_ADMIN_TOKEN", &server.admin_token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(format!("{input}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()
+    };
+    let room_secret = "0123456789abcdef0123456789abcdef";
+    assert_eq!(piped(&["room-apps", "create", "--account", acc, "--app-id", "77"], room_secret)["app_id"], 77);
+    let issued = cli(&[
+        "room-tokens",
+        "issue",
+        "--account",
+        acc,
+        "--app-id",
+        "77",
+        "--user-id",
+        "bob",
+        "--room-id",
+        "r1",
+        "--login-room",
+        "--mode",
+        "cbc",
+    ]);
+    let room_token = issued["token"].as_str().unwrap();
+    let verified =
+        piped(&["room-tokens", "verify", "--app-id", "77", "--room-id", "r1", "--privilege", "login_room"], room_token);
+    assert_eq!(verified["valid"], true, "{verified}");
+    assert_eq!(verified["user_id"], "bob");
+    let denied = piped(&["room-tokens", "verify", "--app-id", "77", "--privilege", "publish_stream"], room_token);
+    assert_eq!(denied["reason"], "privilege_denied");
 
     // Human-readable output and a clear error without a token.
     let out = Command::new(binary())
