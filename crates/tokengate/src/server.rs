@@ -99,6 +99,12 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let port = listener.local_addr()?.port();
         let (stop_tx, stop_rx) = watch::channel(false);
+        if config.database_url.is_some() && config.master_key.is_none() {
+            tracing::warn!(
+                "no TOKENGATE_MASTER_KEY: this node seals secrets with its own key file; nodes sharing \
+                 PostgreSQL must all be given the same master key"
+            );
+        }
         let master_key = {
             use secrecy::ExposeSecret;
             let configured = config.master_key.as_ref().map(|k| k.expose_secret().to_string());

@@ -111,6 +111,16 @@ async fn room_apps_issue_and_verify(kind: StoreKind) {
         assert!(r == "malformed" || r == "wrong_app", "{mode}: {r}");
     }
 
+    // Two apps sharing one secret: a token of one opens with the other's secret, and is
+    // refused as the wrong app.
+    let (s, _) = app.admin(Method::POST, &apps, Some(json!({"app_id": 222, "server_secret": SECRET}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, for_first) =
+        issue(json!({"user_id": "u", "privileges": {"login_room": true, "publish_stream": true}, "ttl_seconds": 60}))
+            .await;
+    let (_, v) = verify(json!({"app_id": 222, "token": for_first["token"]})).await;
+    assert_eq!(v["reason"], "wrong_app", "{v}");
+
     // Bounds and unknowns.
     for (body, want) in [
         (json!({"user_id": "", "privileges": {"login_room": true, "publish_stream": true}, "ttl_seconds": 60}), 422),
