@@ -80,3 +80,42 @@ async fn a_change_on_one_node_is_enforced_by_the_other() {
     b.stop().await;
     a.stop().await;
 }
+
+/// Notices sent while a node's listening connection is down are lost: the node must
+/// resync after reconnecting. The listeners' connections are killed, a change is made
+/// at once, and the other node must still enforce it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_resyncs_after_losing_its_notice_connection() {
+    use sqlx::Connection;
+    let a = TestApp::spawn(StoreKind::Postgres).await;
+    let b = a.second_node().await;
+    let acc = a.create_account("Reconnect").await;
+    let inst = a.create_instance(&acc).await;
+    a.generate_security_token(&acc).await;
+    within_one_second("instance on B", || async { b.call(&inst, "/x", &[]).await.0 == StatusCode::OK }).await;
+
+    let url = a.database_url.clone().unwrap();
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let killed: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND query ILIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    assert!(!killed.is_empty(), "the nodes' LISTEN connections were found");
+    a.activate(&acc).await;
+
+    // Reconnecting and reloading takes a moment; the contract here is "eventually", bounded.
+    let started = Instant::now();
+    loop {
+        if b.call(&inst, "/x", &[]).await == (StatusCode::FORBIDDEN, NULL_NOT_ALLOWED.to_string()) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "node B never caught up after reconnecting");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!("node B enforced the change made during its reconnect after {:?}", started.elapsed());
+    b.stop().await;
+    a.stop().await;
+}
