@@ -5,19 +5,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+APT_UPDATED=0
+apt_install() {
+  if [[ $(id -u) != 0 ]]; then
+    echo "test.sh: missing $*; run as root or install them" >&2
+    exit 2
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  if [[ $APT_UPDATED == 0 ]]; then apt-get update -q; APT_UPDATED=1; fi
+  apt-get install -y -q --no-install-recommends "$@"
+}
+
 need_pkgs=()
 command -v cc >/dev/null || need_pkgs+=(build-essential)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v runuser >/dev/null || need_pkgs+=(util-linux)
-if ((${#need_pkgs[@]})); then
-  if [[ $(id -u) != 0 ]]; then
-    echo "test.sh: missing ${need_pkgs[*]}; run as root or install them" >&2
-    exit 2
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q
-  apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
-fi
+if ((${#need_pkgs[@]})); then apt_install "${need_pkgs[@]}"; fi
 
 # A throwaway PostgreSQL cluster: its own data directory and port, stopped on exit.
 PG_BIN=$(dirname "$(ls /usr/lib/postgresql/*/bin/initdb | sort -V | tail -n 1)")
@@ -42,7 +45,7 @@ export TOKENGATE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postg
 # a virtual environment kept under target/.
 VENV=target/test-venv
 if ! "$VENV/bin/python" -c 'import cryptography' 2>/dev/null; then
-  python3 -m venv "$VENV" || { apt-get install -y -q --no-install-recommends python3-venv && python3 -m venv "$VENV"; }
+  python3 -m venv "$VENV" || { apt_install python3-venv && python3 -m venv "$VENV"; }
   "$VENV/bin/pip" install -q --disable-pip-version-check cryptography
 fi
 export TOKENGATE_TEST_PYTHON=$PWD/$VENV/bin/python
