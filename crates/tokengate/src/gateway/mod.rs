@@ -143,8 +143,6 @@ impl Gateway {
     async fn check_and_forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Rejection> {
         let now = Timestamp::now();
         let (instance, policy) = self.route(req.uri().path())?;
-        let span = tracing::debug_span!("gateway", account = %instance.account_id, instance = %instance.id);
-        let _enter = span.enter();
         let addr = ClientAddr::resolve(peer, &req, &self.trusted_proxies);
         let mut authorized = None;
         let result = match self.authorize(&instance, &policy, &addr, &req, now) {
@@ -248,7 +246,12 @@ impl Gateway {
                     return Err(Rejection::BodyTooLarge);
                 }
                 self.metrics.upstream_errors_unavailable.increment(1);
-                tracing::warn!(error = %proxy::ErrorChain(&e), "upstream request failed");
+                tracing::warn!(
+                    account = %instance.account_id,
+                    instance = %instance.id,
+                    error = %proxy::ErrorChain(&e),
+                    "upstream request failed"
+                );
                 Err(Rejection::UpstreamUnavailable)
             }
             Ok(Ok(response)) => Ok(proxy::downstream_response(response)),
