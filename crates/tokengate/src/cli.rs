@@ -485,15 +485,8 @@ pub async fn tokens(command: TokensCommand, remote: Remote) -> anyhow::Result<()
             remote.print(&serde_json::json!({ "revoked": id }), || format!("token {id} revoked"))
         }
         TokensCommand::Verify { scopes } => {
-            let token = match std::env::var("TOKENGATE_VERIFY_TOKEN") {
-                Ok(t) => t,
-                Err(_) => {
-                    let mut line = String::new();
-                    std::io::stdin().read_line(&mut line)?;
-                    line
-                }
-            };
-            let v = client.verify(token.trim(), &scopes).await?;
+            let token = secret_input("TOKENGATE_VERIFY_TOKEN")?;
+            let v = client.verify(&token, &scopes).await?;
             remote.print(&v, || match (&v.reason, &v.token_id) {
                 (Some(reason), _) => format!("invalid: {reason}"),
                 (None, Some(id)) => {

@@ -142,13 +142,13 @@ impl Gateway {
 
     async fn check_and_forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Rejection> {
         let now = Timestamp::now();
-        let (instance, policy) = self.route(req.uri().path())?;
+        let (instance, policy, tail_start) = self.route(req.uri().path())?;
         let addr = ClientAddr::resolve(peer, &req, &self.trusted_proxies);
         let mut authorized = None;
-        let result = match self.authorize(&instance, &policy, &addr, &req, now) {
+        let result = match self.authorize(&instance, &policy, &addr, &req, tail_start, now) {
             Ok(bearer) => {
                 authorized = bearer;
-                self.forward(&instance, req, &addr, authorized.as_deref()).await
+                self.forward(&instance, req, &addr, tail_start, authorized.as_deref()).await
             }
             Err(r) => Err(r),
         };
@@ -165,8 +165,10 @@ impl Gateway {
         result
     }
 
-    /// Steps 1: the instance and its token. A malformed token is answered like a wrong one.
-    fn route(&self, path: &str) -> Result<(Arc<LiveInstance>, Arc<AccountPolicy>), Rejection> {
+    /// Step 1: the instance and its token. A malformed token is answered like a wrong one.
+    /// Also returns where the path's tail (what is forwarded) starts, so that later steps
+    /// do not split the path again.
+    fn route(&self, path: &str) -> Result<(Arc<LiveInstance>, Arc<AccountPolicy>, usize), Rejection> {
         let parts = split_path(path).ok_or(Rejection::InstanceNotFound)?;
         let id: InstanceId = parts.instance.parse().map_err(|_| Rejection::InstanceNotFound)?;
         let instance = self.state.instance(&id).ok_or(Rejection::InstanceNotFound)?;
@@ -176,7 +178,7 @@ impl Gateway {
         }
         // An instance whose account policy is not loaded is not served (fail closed).
         let policy = self.state.account(&instance.account_id).ok_or(Rejection::InstanceNotFound)?;
-        Ok((instance, policy))
+        Ok((instance, policy, path.len() - parts.tail.len()))
     }
 
     /// Steps 1 (IP allowlist), 2 (Client-Token) and 3 (route rules and bearer token).
@@ -186,6 +188,7 @@ impl Gateway {
         policy: &AccountPolicy,
         addr: &ClientAddr,
         req: &Request<B>,
+        tail_start: usize,
         now: Timestamp,
     ) -> Result<Option<Arc<LiveToken>>, Rejection> {
         let headers = req.headers();
@@ -213,8 +216,7 @@ impl Gateway {
         if instance.rules.is_empty() {
             return Ok(None);
         }
-        let tail = split_path(req.uri().path()).map(|p| p.tail).unwrap_or("");
-        let tail = if tail.is_empty() { "/" } else { tail };
+        let tail = req.uri().path().get(tail_start..).filter(|t| !t.is_empty()).unwrap_or("/");
         let rule = instance.rules.matching(req.method().as_str(), tail).ok_or(Rejection::NoMatchingRule)?;
         let presented = bearer_token(headers).ok_or(Rejection::Bearer(Denial::NotFound, None))?;
         self.state
@@ -229,12 +231,13 @@ impl Gateway {
         instance: &LiveInstance,
         req: Request<Incoming>,
         addr: &ClientAddr,
+        tail_start: usize,
         bearer: Option<&LiveToken>,
     ) -> Result<Response<Body>, Rejection> {
         if proxy::declared_length(req.headers()).is_some_and(|n| n > self.max_body_bytes) {
             return Err(Rejection::BodyTooLarge);
         }
-        let upstream_req = proxy::upstream_request(instance, req, addr, bearer, self.max_body_bytes)?;
+        let upstream_req = proxy::upstream_request(instance, req, addr, tail_start, bearer, self.max_body_bytes)?;
         let sent = tokio::time::timeout(self.upstream_timeout, self.client.request(upstream_req)).await;
         match sent {
             Err(_) => {

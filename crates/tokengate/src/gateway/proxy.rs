@@ -12,7 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{ClientAddr, Rejection, split_path};
+use super::{ClientAddr, Rejection};
 use crate::state::{LiveInstance, LiveToken};
 
 pub const CLIENT_TOKEN: HeaderName = HeaderName::from_static("client-token");
@@ -81,11 +81,12 @@ pub fn upstream_request(
     instance: &LiveInstance,
     req: Request<Incoming>,
     addr: &ClientAddr,
+    tail_start: usize,
     token: Option<&LiveToken>,
     max_body_bytes: u64,
 ) -> Result<Request<ProxyBody>, Rejection> {
     let (mut parts, body) = req.into_parts();
-    let tail = split_path(parts.uri.path()).map(|p| p.tail).unwrap_or("");
+    let tail = parts.uri.path().get(tail_start..).unwrap_or("");
     let up = &instance.upstream;
     let mut path_and_query = String::with_capacity(up.base_path.len() + tail.len() + 64);
     path_and_query.push_str(&up.base_path);

@@ -193,29 +193,3 @@ pub trait UsageStore {
         since: Timestamp,
     ) -> StoreResult<Vec<UsageRow>>;
 }
-
-/// Everything the server needs from its store.
-pub trait Store:
-    AdminTokenStore
-    + AccountStore
-    + MemberStore
-    + InstanceStore
-    + SecurityTokenStore
-    + TokenStore
-    + RoomAppStore
-    + AuditStore
-    + UsageStore
-{
-}
-impl<T> Store for T where
-    T: AdminTokenStore
-        + AccountStore
-        + MemberStore
-        + InstanceStore
-        + SecurityTokenStore
-        + TokenStore
-        + RoomAppStore
-        + AuditStore
-        + UsageStore
-{
-}
