@@ -66,6 +66,14 @@ id_type!(
     /// An API key or personal access token (not the secret: its public handle).
     TokenId
 );
+id_type!(
+    /// An OAuth client (its `client_id`; public, unlike its secret).
+    ClientId
+);
+id_type!(
+    /// A trusted identity provider of an account.
+    IssuerId
+);
 
 #[cfg(test)]
 mod tests {

@@ -14,7 +14,7 @@ pub mod token;
 
 pub use allowlist::IpAllowlist;
 pub use credential::{Credential, Denial, TokenKind};
-pub use ids::{AccountId, AuditId, InstanceId, MemberId, TokenId};
+pub use ids::{AccountId, AuditId, ClientId, InstanceId, IssuerId, MemberId, TokenId};
 pub use rules::{Rule, RuleSet};
 pub use security_token::{ClientTokenCheck, SecurityTokenPolicy, SecurityTokenStatus};
 pub use timestamp::Timestamp;

@@ -50,6 +50,10 @@ pub struct Config {
     /// printed (it is left out when serialized).
     #[serde(skip_serializing)]
     pub master_key: Option<secrecy::SecretString>,
+    /// Lifetime of the JWT access tokens `/oauth/token` issues (at most 24 h).
+    pub access_token_lifetime_seconds: u64,
+    /// How often trusted issuers' JWKS are fetched again (besides on an unknown `kid`).
+    pub jwks_refresh_seconds: u64,
 }
 
 impl Default for Config {
@@ -70,6 +74,8 @@ impl Default for Config {
             shutdown_grace_seconds: 30,
             resync_interval_seconds: 300,
             master_key: None,
+            access_token_lifetime_seconds: 15 * 60,
+            jwks_refresh_seconds: 600,
         }
     }
 }
@@ -92,6 +98,8 @@ const ENV_KEYS: &[&str] = &[
     "shutdown_grace_seconds",
     "resync_interval_seconds",
     "master_key",
+    "access_token_lifetime_seconds",
+    "jwks_refresh_seconds",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +123,18 @@ impl Config {
         Ok(config)
     }
 
+    /// The OAuth issuer identifier: `public_url`, or this server's own address.
+    pub fn issuer(&self, bound: SocketAddr) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{bound}"),
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=24 * 3600).contains(&self.access_token_lifetime_seconds) {
+            return Err(ConfigError("access_token_lifetime_seconds must be 1 to 86400".into()));
+        }
         tokengate_core::IpAllowlist::parse(&self.trusted_proxies)
             .map_err(|e| ConfigError(format!("trusted_proxies: {e}")))?;
         if let Some(url) = &self.database_url

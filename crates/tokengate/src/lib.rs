@@ -11,6 +11,7 @@ pub mod client;
 pub mod config;
 pub mod gateway;
 pub mod master_key;
+pub mod oauth;
 pub mod room;
 pub mod server;
 pub mod service;

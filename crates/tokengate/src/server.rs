@@ -26,6 +26,7 @@ use tower::ServiceExt;
 
 use crate::config::Config;
 use crate::gateway::{self, Gateway};
+use crate::oauth::OAuthState;
 use crate::service::Services;
 use crate::state::GatewayState;
 use crate::store::{AdminTokenStore, SqlStore, StoreError};
@@ -85,7 +86,24 @@ impl Application {
             let path = write_admin_token(&config.data_dir, &secret).context("writing the admin token file")?;
             tracing::info!(path = %path.display(), "initialized a new store; the admin token is in this file");
         }
-        let state = Arc::new(GatewayState::default());
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let local = listener.local_addr()?;
+        let port = local.port();
+        if config.database_url.is_some() && config.master_key.is_none() {
+            tracing::warn!(
+                "no TOKENGATE_MASTER_KEY: this node seals secrets with its own key file; nodes sharing \
+                 PostgreSQL must all be given the same master key"
+            );
+        }
+        let master_key = {
+            let configured = config.master_key.as_ref().map(|k| k.expose_secret().to_string());
+            Arc::new(
+                crate::master_key::MasterKey::load(configured.as_deref(), &config.data_dir)
+                    .context("loading the master key")?,
+            )
+        };
+        let issuer = config.issuer(local);
+        let state = Arc::new(GatewayState::new(OAuthState::new(Arc::clone(&master_key), issuer)));
         state.resync(&store).await.context("loading the gateway state")?;
         let usage = Arc::new(UsageRecorder::default());
         let trusted = IpAllowlist::parse(&config.trusted_proxies)?;
@@ -96,28 +114,15 @@ impl Application {
             Duration::from_secs(config.upstream_timeout_seconds),
             config.max_body_bytes,
         ));
-        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        let port = listener.local_addr()?.port();
         let (stop_tx, stop_rx) = watch::channel(false);
-        if config.database_url.is_some() && config.master_key.is_none() {
-            tracing::warn!(
-                "no TOKENGATE_MASTER_KEY: this node seals secrets with its own key file; nodes sharing \
-                 PostgreSQL must all be given the same master key"
-            );
-        }
-        let master_key = {
-            use secrecy::ExposeSecret;
-            let configured = config.master_key.as_ref().map(|k| k.expose_secret().to_string());
-            crate::master_key::MasterKey::load(configured.as_deref(), &config.data_dir)
-                .context("loading the master key")?
-        };
         let services = Services {
             store: store.clone(),
             state: Arc::clone(&state),
             usage: Arc::clone(&usage),
             config: Arc::new(config),
-            master_key: Arc::new(master_key),
+            master_key,
         };
+        services.ensure_signing_key().await.context("creating the first JWT signing key")?;
 
         let mut tasks = Vec::new();
         {
@@ -132,12 +137,26 @@ impl Application {
             stop_rx.clone(),
         )));
         {
-            let mut stop = stop_rx;
+            let mut stop = stop_rx.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(5));
                 loop {
                     tokio::select! {
                         _ = tick.tick() => crate::telemetry::metrics_handle().run_upkeep(),
+                        _ = stop.changed() => break,
+                    }
+                }
+            }));
+        }
+        {
+            let (state, mut stop) = (Arc::clone(&state), stop_rx.clone());
+            let every = Duration::from_secs(services.config.jwks_refresh_seconds.max(1));
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => state.oauth.refresh_all_jwks().await,
                         _ = stop.changed() => break,
                     }
                 }

@@ -158,9 +158,15 @@ pub struct GatewayState {
     /// full resync can then never drop or overwrite what a later commit loaded, and two
     /// refreshes of one object cannot land out of order. The hot path never takes it.
     refresh: tokio::sync::Mutex<()>,
+    /// Signing keys, OAuth clients, revoked access tokens and trusted issuers.
+    pub oauth: crate::oauth::OAuthState,
 }
 
 impl GatewayState {
+    pub fn new(oauth: crate::oauth::OAuthState) -> GatewayState {
+        GatewayState { oauth, ..GatewayState::default() }
+    }
+
     pub fn instance(&self, id: &InstanceId) -> Option<Arc<LiveInstance>> {
         self.instances.get(id).map(|e| Arc::clone(e.value()))
     }
@@ -217,6 +223,14 @@ impl GatewayState {
         }
     }
 
+    /// The API key or personal token whose secret this is, whatever its state (no rate
+    /// limit spent): for introspection and revocation.
+    pub fn lookup_token(&self, presented: &[u8]) -> Option<Arc<LiveToken>> {
+        let kind = TokenKind::of(presented)?;
+        let digest = token::parse(presented, kind.prefix()).ok()?;
+        self.tokens.get(&key(&digest)).map(|e| Arc::clone(e.value())).filter(|live| live.digest.ct_eq(&digest))
+    }
+
     /// Replaces everything with what the store holds now.
     pub async fn resync(&self, store: &SqlStore) -> StoreResult<()> {
         let _one_at_a_time = self.refresh.lock().await;
@@ -244,7 +258,7 @@ impl GatewayState {
             self.put_instance(record);
         }
         self.instances.retain(|id, _| ids.contains(id));
-        Ok(())
+        self.oauth.reload_all(store).await
     }
 
     /// Reloads what one committed change touched.
@@ -278,6 +292,10 @@ impl GatewayState {
                 }
             }
             Change::AdminTokens => self.admin_tokens.store(Arc::new(store.admin_token_digests().await?)),
+            Change::SigningKeys => self.oauth.reload_keys(store).await?,
+            Change::OAuthClients => self.oauth.reload_clients(store).await?,
+            Change::RevokedJtis => self.oauth.reload_revoked(store).await?,
+            Change::TrustedIssuers => self.oauth.reload_issuers(store).await?,
         }
         Ok(())
     }

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
-use crate::service::ServiceError;
+use crate::service::{OAuthError, ServiceError};
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,41 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// OAuth endpoints answer in RFC 6749 §5.2's shape, `{"error": code,
+/// "error_description": …}`, never cached; `invalid_client` is a 401 with a challenge.
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let (status, code, description) = match &self {
+            OAuthError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", Some(m.clone())),
+            OAuthError::InvalidClient => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                Some("client authentication failed".to_string()),
+            ),
+            OAuthError::InvalidScope(m) => (StatusCode::BAD_REQUEST, "invalid_scope", Some(m.clone())),
+            OAuthError::UnsupportedGrantType => (
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                Some("only client_credentials is supported".to_string()),
+            ),
+            OAuthError::ServerError => (StatusCode::INTERNAL_SERVER_ERROR, "server_error", None),
+        };
+        let mut body = serde_json::Map::new();
+        body.insert("error".into(), code.into());
+        if let Some(d) = description {
+            body.insert("error_description".into(), d.into());
+        }
+        let mut response = (status, Json(body)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"tokengate\""));
+        }
+        response
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,6 +123,22 @@ mod tests {
             let text = error.to_string();
             let response = error.into_response();
             assert_eq!(response.status().as_u16(), status, "{text}");
+        }
+    }
+
+    #[test]
+    fn oauth_errors_follow_rfc_6749() {
+        let cases = [
+            (OAuthError::InvalidRequest("x".into()), 400, "invalid_request"),
+            (OAuthError::InvalidClient, 401, "invalid_client"),
+            (OAuthError::InvalidScope("x".into()), 400, "invalid_scope"),
+            (OAuthError::UnsupportedGrantType, 400, "unsupported_grant_type"),
+        ];
+        for (error, status, _code) in cases {
+            let response = error.into_response();
+            assert_eq!(response.status().as_u16(), status);
+            assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
+            assert_eq!(response.headers().contains_key(header::WWW_AUTHENTICATE), status == 401);
         }
     }
 

@@ -7,6 +7,8 @@ mod accounts;
 pub mod error;
 mod extract;
 mod instances;
+mod oauth;
+mod oauth_admin;
 mod ops;
 mod reports;
 mod rooms;
@@ -34,6 +36,7 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
         (name = "security-token", description = "The account security token (Client-Token)"),
         (name = "tokens", description = "API keys and personal access tokens"),
         (name = "room-tokens", description = "Room apps and token04 room tokens"),
+        (name = "oauth", description = "OAuth 2.0: clients, token endpoint, introspection, revocation, signing keys, trusted issuers"),
         (name = "reports", description = "Usage and audit"),
     )
 )]
@@ -47,6 +50,10 @@ impl Modify for AdminTokenScheme {
         components.add_security_scheme(
             "admin_token",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("tga_…").build()),
+        );
+        components.add_security_scheme(
+            "client_secret_basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
     }
 }
@@ -74,12 +81,22 @@ pub fn router(services: Services) -> Router {
         .routes(routes!(rooms::delete_room_app))
         .routes(routes!(rooms::issue_room_token))
         .routes(routes!(rooms::verify_room_token))
+        .routes(routes!(oauth_admin::create_oauth_client, oauth_admin::list_oauth_clients))
+        .routes(routes!(oauth_admin::delete_oauth_client))
+        .routes(routes!(oauth_admin::rotate_signing_key))
+        .routes(routes!(oauth_admin::create_trusted_issuer, oauth_admin::list_trusted_issuers))
+        .routes(routes!(oauth_admin::delete_trusted_issuer))
+        .routes(routes!(oauth::token))
+        .routes(routes!(oauth::introspect))
+        .routes(routes!(oauth::revoke))
         .routes(routes!(reports::usage))
         .routes(routes!(reports::audit))
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
     router
         .merge(ops::router(openapi))
+        .route("/.well-known/oauth-authorization-server", axum::routing::get(oauth::metadata))
+        .route("/.well-known/jwks.json", axum::routing::get(oauth::jwks))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))

@@ -16,11 +16,12 @@ use axum::body::Body;
 use http::{HeaderMap, Request, Response};
 use hyper::body::Incoming;
 use tokengate_core::token::{self, Prefix};
-use tokengate_core::{ClientTokenCheck, Denial, InstanceId, IpAllowlist, Timestamp};
+use tokengate_core::{ClientTokenCheck, Denial, InstanceId, IpAllowlist, Timestamp, TokenId};
 
 pub use proxy::UpstreamClient;
 pub use reject::Rejection;
 
+use crate::oauth::VerifiedJwt;
 use crate::state::{AccountPolicy, GatewayState, LiveInstance, LiveToken};
 use crate::store::UsageKind;
 use crate::telemetry::GatewayMetrics;
@@ -63,6 +64,24 @@ pub fn split_path(path: &str) -> Option<GatewayPath<'_>> {
 /// The token of an `Authorization: Bearer …` header, if there is one.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
     headers.get(http::header::AUTHORIZATION)?.as_bytes().strip_prefix(b"Bearer ").map(<[u8]>::trim_ascii)
+}
+
+/// The bearer token a request was let through with.
+pub enum Bearer {
+    /// An API key or personal access token.
+    Opaque(Arc<LiveToken>),
+    /// An access token from `/oauth/token`, or a trusted issuer's JWT.
+    Jwt(Arc<VerifiedJwt>),
+}
+
+impl Bearer {
+    /// The token usage and `last_used_at` are recorded under (opaque tokens only).
+    pub fn token_id(&self) -> Option<TokenId> {
+        match self {
+            Bearer::Opaque(t) => Some(t.credential.id),
+            Bearer::Jwt(_) => None,
+        }
+    }
 }
 
 /// Who is calling, as far as IP checks are concerned.
@@ -148,11 +167,11 @@ impl Gateway {
         let result = match self.authorize(&instance, &policy, &addr, &req, tail_start, now) {
             Ok(bearer) => {
                 authorized = bearer;
-                self.forward(&instance, req, &addr, tail_start, authorized.as_deref()).await
+                self.forward(&instance, req, &addr, tail_start, authorized.as_ref()).await
             }
             Err(r) => Err(r),
         };
-        let token_id = authorized.as_ref().map(|t| t.credential.id);
+        let token_id = authorized.as_ref().and_then(Bearer::token_id);
         match &result {
             Ok(_) => self.usage.record(instance.account_id, token_id, UsageKind::Allowed, "forwarded", now),
             Err(r) => {
@@ -190,7 +209,7 @@ impl Gateway {
         req: &Request<B>,
         tail_start: usize,
         now: Timestamp,
-    ) -> Result<Option<Arc<LiveToken>>, Rejection> {
+    ) -> Result<Option<Bearer>, Rejection> {
         let headers = req.headers();
         if !policy.allowlist.allows(addr.client) {
             return Err(Rejection::IpNotAllowed(addr.client));
@@ -219,9 +238,17 @@ impl Gateway {
         let tail = req.uri().path().get(tail_start..).filter(|t| !t.is_empty()).unwrap_or("/");
         let rule = instance.rules.matching(req.method().as_str(), tail).ok_or(Rejection::NoMatchingRule)?;
         let presented = bearer_token(headers).ok_or(Rejection::Bearer(Denial::NotFound, None))?;
+        if !presented.starts_with(b"tg") && presented.contains(&b'.') {
+            return self
+                .state
+                .oauth
+                .verify_bearer_jwt(presented, now, instance.account_id, &rule.scopes)
+                .map(|jwt| Some(Bearer::Jwt(jwt)))
+                .map_err(|denial| Rejection::Bearer(denial, None));
+        }
         self.state
             .verify_token(presented, now, Some(instance.account_id), Some(instance.id), Some(addr.client), &rule.scopes)
-            .map(Some)
+            .map(|t| Some(Bearer::Opaque(t)))
             .map_err(|(denial, id)| Rejection::Bearer(denial, id))
     }
 
@@ -232,7 +259,7 @@ impl Gateway {
         req: Request<Incoming>,
         addr: &ClientAddr,
         tail_start: usize,
-        bearer: Option<&LiveToken>,
+        bearer: Option<&Bearer>,
     ) -> Result<Response<Body>, Rejection> {
         if proxy::declared_length(req.headers()).is_some_and(|n| n > self.max_body_bytes) {
             return Err(Rejection::BodyTooLarge);

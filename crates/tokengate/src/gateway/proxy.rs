@@ -13,13 +13,15 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use super::{ClientAddr, Rejection};
-use crate::state::{LiveInstance, LiveToken};
+use super::Bearer;
+use crate::state::LiveInstance;
 
 pub const CLIENT_TOKEN: HeaderName = HeaderName::from_static("client-token");
 pub const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub const X_TOKENGATE_ACCOUNT: HeaderName = HeaderName::from_static("x-tokengate-account");
 pub const X_TOKENGATE_TOKEN_ID: HeaderName = HeaderName::from_static("x-tokengate-token-id");
 pub const X_TOKENGATE_SCOPES: HeaderName = HeaderName::from_static("x-tokengate-scopes");
+pub const X_TOKENGATE_SUBJECT: HeaderName = HeaderName::from_static("x-tokengate-subject");
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -82,7 +84,7 @@ pub fn upstream_request(
     req: Request<Incoming>,
     addr: &ClientAddr,
     tail_start: usize,
-    token: Option<&LiveToken>,
+    token: Option<&Bearer>,
     max_body_bytes: u64,
 ) -> Result<Request<ProxyBody>, Rejection> {
     let (mut parts, body) = req.into_parts();
@@ -114,6 +116,7 @@ pub fn upstream_request(
     headers.remove(X_TOKENGATE_ACCOUNT);
     headers.remove(X_TOKENGATE_TOKEN_ID);
     headers.remove(X_TOKENGATE_SCOPES);
+    headers.remove(X_TOKENGATE_SUBJECT);
     let client_ip = addr.client.to_string();
     let forwarded_for = if addr.client != addr.peer {
         // From a trusted proxy: keep its chain and add the proxy itself.
@@ -137,10 +140,23 @@ pub fn upstream_request(
     if let Some(token) = token {
         // The Authorization the gateway checked is ours, not the upstream's.
         headers.remove(header::AUTHORIZATION);
-        if let Ok(v) = HeaderValue::from_str(&token.credential.id.to_string()) {
-            headers.insert(X_TOKENGATE_TOKEN_ID, v);
+        match token {
+            Bearer::Opaque(token) => {
+                if let Ok(v) = HeaderValue::from_str(&token.credential.id.to_string()) {
+                    headers.insert(X_TOKENGATE_TOKEN_ID, v);
+                }
+                headers.insert(X_TOKENGATE_SCOPES, HeaderValue::clone(&token.scopes_header));
+            }
+            Bearer::Jwt(jwt) => {
+                if let Some(v) = &jwt.token_id_header {
+                    headers.insert(X_TOKENGATE_TOKEN_ID, v.clone());
+                }
+                if let Some(v) = &jwt.subject_header {
+                    headers.insert(X_TOKENGATE_SUBJECT, v.clone());
+                }
+                headers.insert(X_TOKENGATE_SCOPES, jwt.scopes_header.clone());
+            }
         }
-        headers.insert(X_TOKENGATE_SCOPES, HeaderValue::clone(&token.scopes_header));
     }
     let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
     Ok(Request::from_parts(parts, Limited::new(body, limit)))

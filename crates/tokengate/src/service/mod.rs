@@ -4,6 +4,7 @@
 
 mod accounts;
 mod instances;
+mod oauth;
 mod reports;
 mod rooms;
 mod security_token;
@@ -12,6 +13,10 @@ mod tokens;
 use std::sync::Arc;
 
 pub use instances::{InstancePatch, NewInstance};
+pub use oauth::{
+    Introspection, NewOAuthClient, NewTrustedIssuer, OAuthError, ProtocolCaller, RotateSigningKey, RotatedSigningKey,
+    TokenResponse,
+};
 pub use reports::{Readiness, UsageBucket, UsageQuery};
 pub use rooms::{IssueRoomToken, IssuedRoomToken, NewRoomApp, RoomVerification, VerifyRoomToken};
 pub use security_token::SecurityTokenView;

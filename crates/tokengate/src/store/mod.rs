@@ -16,7 +16,7 @@ mod sql;
 pub use model::*;
 pub use sql::{Backend, CHANGE_CHANNEL, SqlStore};
 
-use tokengate_core::{AccountId, Digest, InstanceId, MemberId, Timestamp, TokenId};
+use tokengate_core::{AccountId, ClientId, Digest, InstanceId, IssuerId, MemberId, Timestamp, TokenId};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -42,6 +42,11 @@ pub enum Change {
     Instance(InstanceId),
     Token(TokenId),
     AdminTokens,
+    /// JWT signing keys (a rotation).
+    SigningKeys,
+    OAuthClients,
+    RevokedJtis,
+    TrustedIssuers,
 }
 
 impl Change {
@@ -51,6 +56,10 @@ impl Change {
             Change::Instance(id) => format!("instance:{id}"),
             Change::Token(id) => format!("token:{id}"),
             Change::AdminTokens => "admin".to_string(),
+            Change::SigningKeys => "signing_keys".to_string(),
+            Change::OAuthClients => "oauth_clients".to_string(),
+            Change::RevokedJtis => "revoked_jtis".to_string(),
+            Change::TrustedIssuers => "trusted_issuers".to_string(),
         }
     }
 
@@ -59,8 +68,14 @@ impl Change {
             Some(("account", id)) => id.parse().ok().map(Change::Account),
             Some(("instance", id)) => id.parse().ok().map(Change::Instance),
             Some(("token", id)) => id.parse().ok().map(Change::Token),
-            _ if s == "admin" => Some(Change::AdminTokens),
-            _ => None,
+            _ => match s {
+                "admin" => Some(Change::AdminTokens),
+                "signing_keys" => Some(Change::SigningKeys),
+                "oauth_clients" => Some(Change::OAuthClients),
+                "revoked_jtis" => Some(Change::RevokedJtis),
+                "trusted_issuers" => Some(Change::TrustedIssuers),
+                _ => None,
+            },
         }
     }
 }
@@ -175,6 +190,35 @@ pub trait RoomAppStore {
     async fn max_room_token_ttl_seconds(&self, account: AccountId) -> StoreResult<u64>;
     /// Only the audit entry: issuing a room token changes nothing else.
     async fn record_audit(&self, audit: &AuditEntry) -> StoreResult<()>;
+}
+
+/// OAuth 2.0: signing keys, clients, revoked access tokens, trusted issuers. Each kind
+/// is small and reloaded whole by the gateway when it changes.
+pub trait OAuthStore {
+    /// Keys still published at `now` (signing or still verifying).
+    async fn signing_keys(&self, now: Timestamp) -> StoreResult<Vec<SigningKeyRecord>>;
+    /// Stores `key` as the signing key; the keys it replaces stop signing now and stay
+    /// published until `retired_publish_until`.
+    async fn add_signing_key(
+        &self,
+        key: &SigningKeyRecord,
+        retired_publish_until: Timestamp,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
+    async fn create_oauth_client(&self, client: &OAuthClient, digest: Digest, audit: &AuditEntry) -> StoreResult<()>;
+    async fn list_oauth_clients(&self, account: AccountId) -> StoreResult<Vec<OAuthClient>>;
+    async fn all_oauth_clients(&self) -> StoreResult<Vec<(OAuthClient, Digest)>>;
+    /// Deletes the client of this account; `NotFound` otherwise.
+    async fn delete_oauth_client(&self, account: AccountId, id: ClientId, audit: &AuditEntry) -> StoreResult<()>;
+    /// Records a revoked access token (idempotent), dropping entries long expired.
+    async fn revoke_jti(&self, revoked: &RevokedJti, now: Timestamp, audit: &AuditEntry) -> StoreResult<()>;
+    /// Revoked access tokens that have not expired by `now`.
+    async fn revoked_jtis(&self, now: Timestamp) -> StoreResult<Vec<RevokedJti>>;
+    /// `Conflict` when the account already trusts this issuer.
+    async fn create_trusted_issuer(&self, issuer: &TrustedIssuer, audit: &AuditEntry) -> StoreResult<()>;
+    async fn list_trusted_issuers(&self, account: AccountId) -> StoreResult<Vec<TrustedIssuer>>;
+    async fn all_trusted_issuers(&self) -> StoreResult<Vec<TrustedIssuer>>;
+    async fn delete_trusted_issuer(&self, account: AccountId, id: IssuerId, audit: &AuditEntry) -> StoreResult<()>;
 }
 
 pub trait AuditStore {

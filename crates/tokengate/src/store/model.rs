@@ -1,7 +1,9 @@
 //! Records as the store keeps them and the admin API shows them.
 
 use serde::{Deserialize, Serialize};
-use tokengate_core::{AccountId, AuditId, Digest, InstanceId, MemberId, Rule, Timestamp, TokenId, TokenKind};
+use tokengate_core::{
+    AccountId, AuditId, ClientId, Digest, InstanceId, IssuerId, MemberId, Rule, Timestamp, TokenId, TokenKind,
+};
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Account {
@@ -179,4 +181,55 @@ pub struct RoomApp {
     pub app_id: u32,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+}
+
+/// A JWT signing key as stored: the private half sealed under the master key.
+#[derive(Debug, Clone)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub alg: String,
+    pub private_sealed: Vec<u8>,
+    /// The public JWK (JSON), as published.
+    pub public_jwk: String,
+    pub created_at: Timestamp,
+    /// When a newer key took over signing.
+    pub retired_at: Option<Timestamp>,
+    /// After this the key is dropped from the JWKS: every token it signed has expired.
+    pub publish_until: Option<Timestamp>,
+}
+
+/// An OAuth client (client-credentials grant), without its secret.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct OAuthClient {
+    #[schema(value_type = String)]
+    pub client_id: ClientId,
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    pub name: String,
+    pub scopes: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// An identity provider whose JWTs an account accepts (SSO).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct TrustedIssuer {
+    #[schema(value_type = String)]
+    pub id: IssuerId,
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    pub issuer: String,
+    pub jwks_uri: String,
+    pub audience: String,
+    pub scopes_claim: String,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// A revoked JWT access token: refused until it would have expired anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokedJti {
+    pub jti: String,
+    pub account_id: AccountId,
+    pub expires_at: Timestamp,
 }

@@ -17,6 +17,7 @@ use tokengate_core::{AccountId, AuditId, Digest, InstanceId, MemberId, Rule, Tim
 
 use super::*;
 
+mod oauth;
 mod rooms;
 mod tokens;
 

@@ -1,0 +1,441 @@
+//! OAuth 2.0 and JWTs: tokengate's own signing keys and access tokens (RFC 9068),
+//! OAuth clients, revoked access tokens, and the JWTs of trusted identity providers.
+//!
+//! [`OAuthState`] is the in-memory side, read by the gateway without touching the store
+//! and reloaded (each kind whole: they are small) when a change commits.
+
+pub mod jwks;
+pub mod jwt;
+pub mod keys;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use dashmap::DashMap;
+use http::HeaderValue;
+use jsonwebtoken::jwk::Jwk;
+use serde::{Deserialize, Serialize};
+use tokengate_core::rules::grants;
+use tokengate_core::token::{self, Prefix};
+use tokengate_core::{AccountId, ClientId, Denial, Digest, Timestamp};
+
+use crate::master_key::MasterKey;
+use crate::store::{OAuthClient, OAuthStore, SqlStore, StoreResult};
+use jwks::{IssuerKeys, JwksFetcher};
+use jwt::{Expect, JwtError};
+use keys::{Signer, VerifyKey};
+
+/// `aud` of the access tokens issued for an account.
+pub fn audience(account: AccountId) -> String {
+    format!("urn:tokengate:account:{account}")
+}
+
+fn account_of_audience(aud: &str) -> Option<AccountId> {
+    aud.strip_prefix("urn:tokengate:account:")?.parse().ok()
+}
+
+/// The claims of tokengate's access tokens (RFC 9068).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+}
+
+/// The `typ` values an access token may carry (RFC 9068 §2.1).
+const ACCESS_TOKEN_TYPES: &[&str] = &["at+jwt", "application/at+jwt"];
+
+/// The keys that sign and verify access tokens.
+#[derive(Default)]
+pub struct KeyRing {
+    pub signer: Option<Arc<Signer>>,
+    verify: HashMap<String, VerifyKey>,
+    /// Public keys with the time they leave the JWKS (`None`: the signing key).
+    published: Vec<(Jwk, Option<Timestamp>)>,
+}
+
+/// An OAuth client as the token endpoint and gateway check it.
+pub struct LiveClient {
+    pub client: OAuthClient,
+    digest: Digest,
+}
+
+/// Which kind of JWT was verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JwtKind {
+    /// An access token from `/oauth/token`.
+    Access,
+    /// A token of one of the account's trusted issuers.
+    External,
+}
+
+/// A JWT that verified: what the gateway and introspection need of it.
+#[derive(Debug)]
+pub struct VerifiedJwt {
+    pub kind: JwtKind,
+    pub account_id: AccountId,
+    pub subject: String,
+    pub jti: Option<String>,
+    pub client_id: Option<ClientId>,
+    pub scopes: Vec<String>,
+    pub issued_at: Option<i64>,
+    pub expires_at: i64,
+    pub not_before: Option<i64>,
+    /// `X-Tokengate-Scopes`, `X-Tokengate-Token-Id` (the `jti`) and `X-Tokengate-Subject`.
+    pub scopes_header: HeaderValue,
+    pub token_id_header: Option<HeaderValue>,
+    pub subject_header: Option<HeaderValue>,
+}
+
+impl VerifiedJwt {
+    /// The time-dependent checks, repeated on every use of a cached verification.
+    fn still_valid(&self, now_secs: i64) -> Result<(), Denial> {
+        let leeway = jwt::LEEWAY_SECONDS as i64;
+        if self.expires_at < now_secs - leeway {
+            return Err(Denial::Expired);
+        }
+        if self.not_before.is_some_and(|nbf| nbf > now_secs + leeway) {
+            return Err(Denial::NotFound);
+        }
+        Ok(())
+    }
+}
+
+/// Verified tokens, so that a token used again costs a hash lookup instead of a
+/// signature check. Revocation, expiry and scopes are still checked on every use.
+const VERIFIED_CACHE_MAX: usize = 100_000;
+
+pub struct OAuthState {
+    issuer: String,
+    master_key: Arc<MasterKey>,
+    keyring: ArcSwap<KeyRing>,
+    clients: ArcSwap<HashMap<ClientId, Arc<LiveClient>>>,
+    /// Revoked access tokens' `jti` → `exp` (seconds).
+    revoked: ArcSwap<HashMap<String, i64>>,
+    issuers: ArcSwap<HashMap<AccountId, Vec<Arc<IssuerKeys>>>>,
+    fetcher: Arc<JwksFetcher>,
+    verified: DashMap<[u8; 32], Arc<VerifiedJwt>>,
+}
+
+impl Default for OAuthState {
+    /// A state with a throwaway master key (benchmarks and tests of other parts).
+    fn default() -> Self {
+        use rand::RngExt;
+        let key: [u8; 32] = rand::rng().random();
+        let master_key = MasterKey::from_hex(&hex::encode(key)).unwrap_or_else(|_| unreachable!());
+        OAuthState::new(Arc::new(master_key), "http://localhost".into())
+    }
+}
+
+impl OAuthState {
+    pub fn new(master_key: Arc<MasterKey>, issuer: String) -> OAuthState {
+        OAuthState {
+            issuer,
+            master_key,
+            keyring: ArcSwap::from_pointee(KeyRing::default()),
+            clients: ArcSwap::from_pointee(HashMap::new()),
+            revoked: ArcSwap::from_pointee(HashMap::new()),
+            issuers: ArcSwap::from_pointee(HashMap::new()),
+            fetcher: Arc::new(JwksFetcher::default()),
+            verified: DashMap::new(),
+        }
+    }
+
+    /// This server's issuer identifier (`iss` of its tokens, RFC 8414 `issuer`).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn signer(&self) -> Option<Arc<Signer>> {
+        self.keyring.load().signer.clone()
+    }
+
+    /// The JWKS document: every key whose tokens may still be alive.
+    pub fn jwks(&self, now: Timestamp) -> serde_json::Value {
+        let ring = self.keyring.load();
+        let keys: Vec<&Jwk> =
+            ring.published.iter().filter(|(_, until)| until.is_none_or(|u| u > now)).map(|(jwk, _)| jwk).collect();
+        serde_json::json!({ "keys": keys })
+    }
+
+    /// The client whose id and secret these are (secret compared by digest).
+    pub fn authenticate_client(&self, client_id: &str, secret: &[u8]) -> Option<Arc<LiveClient>> {
+        let digest = token::parse(secret, Prefix::ClientSecret).ok()?;
+        let id: ClientId = client_id.parse().ok()?;
+        let client = self.clients.load().get(&id).cloned()?;
+        client.digest.ct_eq(&digest).then_some(client)
+    }
+
+    pub fn is_revoked(&self, jti: &str) -> bool {
+        self.revoked.load().contains_key(jti)
+    }
+
+    pub async fn reload_all(&self, store: &SqlStore) -> StoreResult<()> {
+        self.reload_keys(store).await?;
+        self.reload_clients(store).await?;
+        self.reload_revoked(store).await?;
+        self.reload_issuers(store).await
+    }
+
+    pub async fn reload_keys(&self, store: &SqlStore) -> StoreResult<()> {
+        let records = store.signing_keys(Timestamp::now()).await?;
+        let mut ring = KeyRing::default();
+        for record in &records {
+            match keys::open(record, &self.master_key) {
+                Ok((signer, verify, jwk)) => {
+                    // The newest key that is not retired signs.
+                    if record.retired_at.is_none() {
+                        ring.signer = Some(Arc::new(signer));
+                    }
+                    ring.published.push((jwk, record.publish_until));
+                    ring.verify.insert(verify.kid.clone(), verify);
+                }
+                Err(e) => tracing::error!(error = %e, "signing key not loaded"),
+            }
+        }
+        self.keyring.store(Arc::new(ring));
+        self.verified.clear();
+        Ok(())
+    }
+
+    pub async fn reload_clients(&self, store: &SqlStore) -> StoreResult<()> {
+        let clients = store
+            .all_oauth_clients()
+            .await?
+            .into_iter()
+            .map(|(client, digest)| (client.client_id, Arc::new(LiveClient { client, digest })))
+            .collect();
+        self.clients.store(Arc::new(clients));
+        Ok(())
+    }
+
+    pub async fn reload_revoked(&self, store: &SqlStore) -> StoreResult<()> {
+        let revoked = store
+            .revoked_jtis(Timestamp::now())
+            .await?
+            .into_iter()
+            .map(|r| (r.jti, r.expires_at.as_millis() / 1000))
+            .collect();
+        self.revoked.store(Arc::new(revoked));
+        Ok(())
+    }
+
+    /// Reloads the trusted issuers, keeping the cached keys of those whose JWKS URI did
+    /// not change and fetching the others' in the background.
+    pub async fn reload_issuers(&self, store: &SqlStore) -> StoreResult<()> {
+        let current = self.issuers.load_full();
+        let mut by_account: HashMap<AccountId, Vec<Arc<IssuerKeys>>> = HashMap::new();
+        for config in store.all_trusted_issuers().await? {
+            let kept = current.get(&config.account_id).and_then(|list| {
+                list.iter().find(|i| i.config.id == config.id && i.config.jwks_uri == config.jwks_uri).cloned()
+            });
+            let entry = match kept {
+                Some(existing) if existing.config.audience == config.audience
+                    && existing.config.scopes_claim == config.scopes_claim =>
+                {
+                    existing
+                }
+                _ => {
+                    let fresh = Arc::new(IssuerKeys::new(config.clone()));
+                    self.spawn_refresh(&fresh);
+                    fresh
+                }
+            };
+            by_account.entry(config.account_id).or_default().push(entry);
+        }
+        self.issuers.store(Arc::new(by_account));
+        self.verified.clear();
+        Ok(())
+    }
+
+    fn spawn_refresh(&self, issuer: &Arc<IssuerKeys>) {
+        let (issuer, fetcher) = (Arc::clone(issuer), Arc::clone(&self.fetcher));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { issuer.refresh(&fetcher).await });
+        }
+    }
+
+    /// Refetches every trusted issuer's JWKS (the periodic refresh).
+    pub async fn refresh_all_jwks(&self) {
+        let issuers = self.issuers.load_full();
+        for issuer in issuers.values().flatten() {
+            issuer.refresh(&self.fetcher).await;
+        }
+    }
+
+    /// Verifies one of this server's access tokens: signature, `typ`, `iss`, `aud`
+    /// (this account's when given, else any account's), time, revocation and client.
+    pub fn verify_access_token(
+        &self,
+        presented: &[u8],
+        now: Timestamp,
+        account: Option<AccountId>,
+    ) -> Result<Arc<VerifiedJwt>, Denial> {
+        let expected_aud = account.map(audience);
+        let expect = Expect { issuer: &self.issuer, audience: expected_aud.as_deref(), typ: Some(ACCESS_TOKEN_TYPES) };
+        let ring = self.keyring.load();
+        let claims: AccessClaims = jwt::verify(presented, &ring.verify, &expect).map_err(denial)?;
+        let account_id = account_of_audience(&claims.aud).ok_or(Denial::NotFound)?;
+        let client_id = claims.client_id.parse().map_err(|_| Denial::NotFound)?;
+        let scopes = claims.scope.split_ascii_whitespace().map(str::to_string).collect();
+        let verified = VerifiedJwt {
+            kind: JwtKind::Access,
+            account_id,
+            scopes_header: HeaderValue::from_str(&claims.scope).map_err(|_| Denial::NotFound)?,
+            token_id_header: HeaderValue::from_str(&claims.jti).ok(),
+            subject_header: HeaderValue::from_str(&claims.sub).ok(),
+            subject: claims.sub,
+            jti: Some(claims.jti),
+            client_id: Some(client_id),
+            scopes,
+            issued_at: Some(claims.iat),
+            expires_at: claims.exp,
+            not_before: None,
+        };
+        self.still_current(&verified, now)?;
+        Ok(Arc::new(verified))
+    }
+
+    /// Revocation and the client's existence: checked on every use.
+    fn still_current(&self, jwt: &VerifiedJwt, now: Timestamp) -> Result<(), Denial> {
+        jwt.still_valid(now.as_millis() / 1000)?;
+        if jwt.jti.as_deref().is_some_and(|jti| self.is_revoked(jti)) {
+            return Err(Denial::Revoked);
+        }
+        if let Some(client) = jwt.client_id
+            && self.clients.load().get(&client).is_none_or(|c| c.client.account_id != jwt.account_id)
+        {
+            return Err(Denial::Revoked);
+        }
+        Ok(())
+    }
+
+    /// A JWT presented at the gateway for `account`: one of our access tokens or a token
+    /// of one of the account's trusted issuers, then the rule's scopes.
+    pub fn verify_bearer_jwt(
+        &self,
+        presented: &[u8],
+        now: Timestamp,
+        account: AccountId,
+        required: &[String],
+    ) -> Result<Arc<VerifiedJwt>, Denial> {
+        if presented.len() > jwt::MAX_JWT_BYTES {
+            return Err(Denial::Malformed);
+        }
+        let cache_key = Digest::of(presented).0;
+        let verified = match self.verified.get(&cache_key).map(|e| Arc::clone(e.value())) {
+            Some(hit) if hit.account_id == account => {
+                self.still_current(&hit, now)?;
+                hit
+            }
+            _ => {
+                let verified = self.verify_uncached(presented, now, account)?;
+                if self.verified.len() >= VERIFIED_CACHE_MAX {
+                    self.verified.clear();
+                }
+                self.verified.insert(cache_key, Arc::clone(&verified));
+                verified
+            }
+        };
+        match required.iter().find(|scope| !grants(&verified.scopes, scope)) {
+            Some(missing) => Err(Denial::InsufficientScope(missing.clone())),
+            None => Ok(verified),
+        }
+    }
+
+    fn verify_uncached(&self, presented: &[u8], now: Timestamp, account: AccountId) -> Result<Arc<VerifiedJwt>, Denial> {
+        let iss = jwt::peek_issuer(presented).ok_or(Denial::Malformed)?;
+        if iss == self.issuer {
+            return self.verify_access_token(presented, now, Some(account));
+        }
+        let issuers = self.issuers.load();
+        let issuer = issuers
+            .get(&account)
+            .and_then(|list| list.iter().find(|i| i.config.issuer == iss))
+            .ok_or(Denial::NotFound)?;
+        let expect = Expect { issuer: &issuer.config.issuer, audience: Some(&issuer.config.audience), typ: None };
+        let claims: serde_json::Map<String, serde_json::Value> =
+            jwt::verify(presented, &issuer.keys(), &expect).map_err(|e| {
+                if e == JwtError::UnknownKey {
+                    issuer.unknown_kid(&self.fetcher);
+                }
+                denial(e)
+            })?;
+        let scopes: Vec<String> = match claims.get(&issuer.config.scopes_claim) {
+            Some(serde_json::Value::String(s)) => s.split_ascii_whitespace().map(str::to_string).collect(),
+            Some(serde_json::Value::Array(items)) => {
+                items.iter().filter_map(|v| v.as_str()).map(str::to_string).collect()
+            }
+            _ => Vec::new(),
+        };
+        let subject = claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        let jti = claims.get("jti").and_then(|v| v.as_str()).map(str::to_string);
+        let verified = VerifiedJwt {
+            kind: JwtKind::External,
+            account_id: account,
+            scopes_header: HeaderValue::from_str(&scopes.join(" ")).map_err(|_| Denial::NotFound)?,
+            token_id_header: jti.as_deref().and_then(|j| HeaderValue::from_str(j).ok()),
+            subject_header: HeaderValue::from_str(&subject).ok(),
+            subject,
+            jti: None,
+            client_id: None,
+            scopes,
+            issued_at: claims.get("iat").and_then(serde_json::Value::as_i64),
+            expires_at: claims.get("exp").and_then(serde_json::Value::as_i64).ok_or(Denial::NotFound)?,
+            not_before: claims.get("nbf").and_then(serde_json::Value::as_i64),
+        };
+        verified.still_valid(now.as_millis() / 1000)?;
+        Ok(Arc::new(verified))
+    }
+
+    /// Issues an access token to `client` for `scopes` (already checked to be its own).
+    pub fn issue(
+        &self,
+        client: &OAuthClient,
+        scopes: &[String],
+        lifetime_seconds: u64,
+        now: Timestamp,
+    ) -> Result<(String, AccessClaims), IssueError> {
+        let signer = self.signer().ok_or(IssueError::NoSigningKey)?;
+        let iat = now.as_millis() / 1000;
+        let claims = AccessClaims {
+            iss: self.issuer.clone(),
+            sub: client.client_id.to_string(),
+            aud: audience(client.account_id),
+            exp: iat + i64::try_from(lifetime_seconds).unwrap_or(i64::MAX / 2),
+            iat,
+            jti: uuid::Uuid::now_v7().to_string(),
+            client_id: client.client_id.to_string(),
+            scope: scopes.join(" "),
+        };
+        let token = signer.sign(&claims).map_err(|_| IssueError::Signing)?;
+        Ok((token, claims))
+    }
+
+    pub fn client(&self, id: ClientId) -> Option<Arc<LiveClient>> {
+        self.clients.load().get(&id).cloned()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    #[error("no signing key is loaded")]
+    NoSigningKey,
+    #[error("signing failed")]
+    Signing,
+}
+
+/// How a JWT failure is reported by the gateway (every one is a 401 there).
+fn denial(e: JwtError) -> Denial {
+    match e {
+        JwtError::Malformed => Denial::Malformed,
+        JwtError::Expired => Denial::Expired,
+        _ => Denial::NotFound,
+    }
+}
