@@ -41,12 +41,13 @@ trap stop_pg EXIT
   -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
 export TOKENGATE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postgres"
 
-# An independent token04 decoder for the room-token tests: Python's `cryptography`, in
+# Independent implementations for the end-to-end tests: Python's `cryptography` decodes
+# token04 room tokens; authlib (OAuth client) and PyJWT (JOSE) drive the OAuth flow. In
 # a virtual environment kept under target/.
 VENV=target/test-venv
-if ! "$VENV/bin/python" -c 'import cryptography' 2>/dev/null; then
+if ! "$VENV/bin/python" -c 'import cryptography, authlib, jwt, requests' 2>/dev/null; then
   python3 -m venv "$VENV" || { apt_install python3-venv && python3 -m venv "$VENV"; }
-  "$VENV/bin/pip" install -q --disable-pip-version-check cryptography
+  "$VENV/bin/pip" install -q --disable-pip-version-check cryptography authlib pyjwt requests
 fi
 export TOKENGATE_TEST_PYTHON=$PWD/$VENV/bin/python
 

@@ -54,6 +54,8 @@ pub struct Config {
     pub access_token_lifetime_seconds: u64,
     /// How often trusted issuers' JWKS are fetched again (besides on an unknown `kid`).
     pub jwks_refresh_seconds: u64,
+    /// Least time between two JWKS fetches caused by tokens naming an unknown `kid`.
+    pub jwks_kid_refresh_seconds: u64,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             master_key: None,
             access_token_lifetime_seconds: 15 * 60,
             jwks_refresh_seconds: 600,
+            jwks_kid_refresh_seconds: 30,
         }
     }
 }
@@ -100,6 +103,7 @@ const ENV_KEYS: &[&str] = &[
     "master_key",
     "access_token_lifetime_seconds",
     "jwks_refresh_seconds",
+    "jwks_kid_refresh_seconds",
 ];
 
 #[derive(Debug, thiserror::Error)]

@@ -103,7 +103,11 @@ impl Application {
             )
         };
         let issuer = config.issuer(local);
-        let state = Arc::new(GatewayState::new(OAuthState::new(Arc::clone(&master_key), issuer)));
+        let state = Arc::new(GatewayState::new(OAuthState::new(
+            Arc::clone(&master_key),
+            issuer,
+            Duration::from_secs(config.jwks_kid_refresh_seconds),
+        )));
         state.resync(&store).await.context("loading the gateway state")?;
         let usage = Arc::new(UsageRecorder::default());
         let trusted = IpAllowlist::parse(&config.trusted_proxies)?;

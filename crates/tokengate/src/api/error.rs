@@ -72,11 +72,9 @@ impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
         let (status, code, description) = match &self {
             OAuthError::InvalidRequest(m) => (StatusCode::BAD_REQUEST, "invalid_request", Some(m.clone())),
-            OAuthError::InvalidClient => (
-                StatusCode::UNAUTHORIZED,
-                "invalid_client",
-                Some("client authentication failed".to_string()),
-            ),
+            OAuthError::InvalidClient => {
+                (StatusCode::UNAUTHORIZED, "invalid_client", Some("client authentication failed".to_string()))
+            }
             OAuthError::InvalidScope(m) => (StatusCode::BAD_REQUEST, "invalid_scope", Some(m.clone())),
             OAuthError::UnsupportedGrantType => (
                 StatusCode::BAD_REQUEST,

@@ -69,9 +69,8 @@ fn client_credentials(form: &Form) -> Result<Option<(String, String)>, OAuthErro
                 .map_err(|_| OAuthError::InvalidClient)?;
             let text = String::from_utf8(decoded).map_err(|_| OAuthError::InvalidClient)?;
             let (id, secret) = text.split_once(':').ok_or(OAuthError::InvalidClient)?;
-            let unescape = |s: &str| {
-                url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.to_string())
-            };
+            let unescape =
+                |s: &str| url::form_urlencoded::parse(format!("v={s}").as_bytes()).next().map(|(_, v)| v.to_string());
             Ok::<_, OAuthError>((unescape(id).unwrap_or_default(), unescape(secret).unwrap_or_default()))
         })
         .transpose()?;

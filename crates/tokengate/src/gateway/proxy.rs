@@ -12,8 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::{ClientAddr, Rejection};
 use super::Bearer;
+use super::{ClientAddr, Rejection};
 use crate::state::LiveInstance;
 
 pub const CLIENT_TOKEN: HeaderName = HeaderName::from_static("client-token");

@@ -21,7 +21,7 @@ pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 pub const MAX_KEYS: usize = 64;
 /// A JWKS fetch (connect, headers and body) must finish within this.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
-/// Unknown-`kid` refreshes of one issuer are at least this far apart.
+/// Unknown-`kid` refreshes of one issuer are at least this far apart, by default.
 pub const KID_REFRESH_INTERVAL: Duration = Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
@@ -160,6 +160,7 @@ pub struct IssuerKeys {
     keys: ArcSwap<HashMap<String, VerifyKey>>,
     fetching: AtomicBool,
     last_kid_refresh: std::sync::Mutex<Option<Instant>>,
+    kid_refresh_interval: Duration,
 }
 
 impl std::fmt::Debug for IssuerKeys {
@@ -169,12 +170,13 @@ impl std::fmt::Debug for IssuerKeys {
 }
 
 impl IssuerKeys {
-    pub fn new(config: TrustedIssuer) -> IssuerKeys {
+    pub fn new(config: TrustedIssuer, kid_refresh_interval: Duration) -> IssuerKeys {
         IssuerKeys {
             config,
             keys: ArcSwap::from_pointee(HashMap::new()),
             fetching: AtomicBool::new(false),
             last_kid_refresh: std::sync::Mutex::new(None),
+            kid_refresh_interval,
         }
     }
 
@@ -199,10 +201,11 @@ impl IssuerKeys {
         self.fetching.store(false, Ordering::Release);
     }
 
-    /// A token named a `kid` we do not hold: refresh in the background unless one ran
-    /// less than [`KID_REFRESH_INTERVAL`] ago.
+    /// A token named a `kid` we do not hold: refresh in the background unless a fetch
+    /// is already running (it may bring the key) or one was started for this reason
+    /// less than the refresh interval ago.
     pub fn unknown_kid(self: &Arc<Self>, fetcher: &Arc<JwksFetcher>) {
-        if !self.take_kid_refresh(Instant::now()) {
+        if self.fetching.load(Ordering::Acquire) || !self.take_kid_refresh(Instant::now()) {
             return;
         }
         let (this, fetcher) = (Arc::clone(self), Arc::clone(fetcher));
@@ -213,7 +216,7 @@ impl IssuerKeys {
 
     fn take_kid_refresh(&self, now: Instant) -> bool {
         let Ok(mut last) = self.last_kid_refresh.lock() else { return false };
-        if last.is_some_and(|at| now.duration_since(at) < KID_REFRESH_INTERVAL) {
+        if last.is_some_and(|at| now.duration_since(at) < self.kid_refresh_interval) {
             return false;
         }
         *last = Some(now);
@@ -226,15 +229,18 @@ mod tests {
     use super::*;
 
     fn issuer() -> IssuerKeys {
-        IssuerKeys::new(TrustedIssuer {
-            id: tokengate_core::IssuerId::new(),
-            account_id: tokengate_core::AccountId::new(),
-            issuer: "https://idp.example".into(),
-            jwks_uri: "https://idp.example/jwks".into(),
-            audience: "api".into(),
-            scopes_claim: "scope".into(),
-            created_at: tokengate_core::Timestamp::now(),
-        })
+        IssuerKeys::new(
+            TrustedIssuer {
+                id: tokengate_core::IssuerId::new(),
+                account_id: tokengate_core::AccountId::new(),
+                issuer: "https://idp.example".into(),
+                jwks_uri: "https://idp.example/jwks".into(),
+                audience: "api".into(),
+                scopes_claim: "scope".into(),
+                created_at: tokengate_core::Timestamp::now(),
+            },
+            KID_REFRESH_INTERVAL,
+        )
     }
 
     #[test]

@@ -73,6 +73,11 @@ impl std::fmt::Debug for Signer {
 }
 
 impl Signer {
+    /// The private key, for signing JWTs with other headers (test IdPs and attack tokens).
+    pub fn encoding_key(&self) -> &EncodingKey {
+        &self.key
+    }
+
     pub fn sign<T: serde::Serialize>(&self, claims: &T) -> Result<String, jsonwebtoken::errors::Error> {
         let mut header = jsonwebtoken::Header::new(self.alg.algorithm());
         header.typ = Some("at+jwt".into());
@@ -98,7 +103,8 @@ impl std::fmt::Debug for VerifyKey {
 /// A fresh key pair, ready to be stored.
 pub fn generate(alg: SigningAlg, master_key: &MasterKey, now: Timestamp) -> Result<SigningKeyRecord, KeyError> {
     let private_der = private_der(alg)?;
-    let mut jwk = Jwk::from_encoding_key(&alg.encoding_key(&private_der), alg.algorithm()).map_err(|_| KeyError::Generate)?;
+    let mut jwk =
+        Jwk::from_encoding_key(&alg.encoding_key(&private_der), alg.algorithm()).map_err(|_| KeyError::Generate)?;
     let kid = jwk.thumbprint(ThumbprintHash::SHA256).map_err(|_| KeyError::Generate)?;
     jwk.common.key_id = Some(kid.clone());
     jwk.common.public_key_use = Some(PublicKeyUse::Signature);
@@ -131,8 +137,8 @@ fn private_der(alg: SigningAlg) -> Result<Zeroizing<Vec<u8>>, KeyError> {
             pair.to_pkcs8v1().map_err(|_| KeyError::Generate)?.as_ref().to_vec()
         }
         SigningAlg::RS256 => {
-            let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048)
-                .map_err(|_| KeyError::Generate)?;
+            let pair =
+                aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).map_err(|_| KeyError::Generate)?;
             let pkcs8 = pair.as_der().map_err(|_| KeyError::Generate)?;
             pkcs1_from_pkcs8(pkcs8.as_ref()).ok_or(KeyError::Generate)?.to_vec()
         }
@@ -171,17 +177,30 @@ fn pkcs1_from_pkcs8(pkcs8: &[u8]) -> Option<&[u8]> {
     Some(private_key)
 }
 
-/// A stored key opened for use: its signer (when the master key opens it) and its
-/// public verification key.
-pub fn open(record: &SigningKeyRecord, master_key: &MasterKey) -> Result<(Signer, VerifyKey, Jwk), KeyError> {
+/// The public half of a stored key: what verifies its tokens, and its JWK. Needs no
+/// master key, so every node verifies every key even if it could not sign with it.
+pub fn public(record: &SigningKeyRecord) -> Result<(VerifyKey, Jwk), KeyError> {
     let bad = |why: &str| KeyError::Stored(record.kid.clone(), why.to_string());
     let alg = SigningAlg::parse(&record.alg).ok_or_else(|| bad("unknown algorithm"))?;
-    let private_der =
-        Zeroizing::new(master_key.open(&record.private_sealed, &context(&record.kid)).map_err(|e| bad(&e.to_string()))?);
     let jwk: Jwk = serde_json::from_str(&record.public_jwk).map_err(|_| bad("public JWK"))?;
     let key = DecodingKey::from_jwk(&jwk).map_err(|_| bad("public JWK"))?;
-    let signer = Signer { kid: record.kid.clone(), alg, key: alg.encoding_key(&private_der) };
-    Ok((signer, VerifyKey { kid: record.kid.clone(), alg: alg.algorithm(), key }, jwk))
+    Ok((VerifyKey { kid: record.kid.clone(), alg: alg.algorithm(), key }, jwk))
+}
+
+/// The private half of a stored key, opened with the master key.
+pub fn signer(record: &SigningKeyRecord, master_key: &MasterKey) -> Result<Signer, KeyError> {
+    let bad = |why: &str| KeyError::Stored(record.kid.clone(), why.to_string());
+    let alg = SigningAlg::parse(&record.alg).ok_or_else(|| bad("unknown algorithm"))?;
+    let private_der = Zeroizing::new(
+        master_key.open(&record.private_sealed, &context(&record.kid)).map_err(|e| bad(&e.to_string()))?,
+    );
+    Ok(Signer { kid: record.kid.clone(), alg, key: alg.encoding_key(&private_der) })
+}
+
+/// Both halves of a stored key.
+pub fn open(record: &SigningKeyRecord, master_key: &MasterKey) -> Result<(Signer, VerifyKey, Jwk), KeyError> {
+    let (verify, jwk) = public(record)?;
+    Ok((signer(record, master_key)?, verify, jwk))
 }
 
 #[cfg(test)]

@@ -55,6 +55,8 @@ const ACCESS_TOKEN_TYPES: &[&str] = &["at+jwt", "application/at+jwt"];
 #[derive(Default)]
 pub struct KeyRing {
     pub signer: Option<Arc<Signer>>,
+    /// Whether the store holds any signing key (even one this node cannot open).
+    has_keys: bool,
     verify: HashMap<String, VerifyKey>,
     /// Public keys with the time they leave the JWKS (`None`: the signing key).
     published: Vec<(Jwk, Option<Timestamp>)>,
@@ -120,6 +122,7 @@ pub struct OAuthState {
     revoked: ArcSwap<HashMap<String, i64>>,
     issuers: ArcSwap<HashMap<AccountId, Vec<Arc<IssuerKeys>>>>,
     fetcher: Arc<JwksFetcher>,
+    kid_refresh_interval: std::time::Duration,
     verified: DashMap<[u8; 32], Arc<VerifiedJwt>>,
 }
 
@@ -129,12 +132,12 @@ impl Default for OAuthState {
         use rand::RngExt;
         let key: [u8; 32] = rand::rng().random();
         let master_key = MasterKey::from_hex(&hex::encode(key)).unwrap_or_else(|_| unreachable!());
-        OAuthState::new(Arc::new(master_key), "http://localhost".into())
+        OAuthState::new(Arc::new(master_key), "http://localhost".into(), jwks::KID_REFRESH_INTERVAL)
     }
 }
 
 impl OAuthState {
-    pub fn new(master_key: Arc<MasterKey>, issuer: String) -> OAuthState {
+    pub fn new(master_key: Arc<MasterKey>, issuer: String, kid_refresh_interval: std::time::Duration) -> OAuthState {
         OAuthState {
             issuer,
             master_key,
@@ -143,6 +146,7 @@ impl OAuthState {
             revoked: ArcSwap::from_pointee(HashMap::new()),
             issuers: ArcSwap::from_pointee(HashMap::new()),
             fetcher: Arc::new(JwksFetcher::default()),
+            kid_refresh_interval,
             verified: DashMap::new(),
         }
     }
@@ -154,6 +158,11 @@ impl OAuthState {
 
     pub fn signer(&self) -> Option<Arc<Signer>> {
         self.keyring.load().signer.clone()
+    }
+
+    /// Whether the store holds any signing key at all.
+    pub fn has_signing_keys(&self) -> bool {
+        self.keyring.load().has_keys
     }
 
     /// The JWKS document: every key whose tokens may still be alive.
@@ -187,16 +196,24 @@ impl OAuthState {
         let records = store.signing_keys(Timestamp::now()).await?;
         let mut ring = KeyRing::default();
         for record in &records {
-            match keys::open(record, &self.master_key) {
-                Ok((signer, verify, jwk)) => {
-                    // The newest key that is not retired signs.
-                    if record.retired_at.is_none() {
-                        ring.signer = Some(Arc::new(signer));
-                    }
+            match keys::public(record) {
+                Ok((verify, jwk)) => {
                     ring.published.push((jwk, record.publish_until));
                     ring.verify.insert(verify.kid.clone(), verify);
                 }
                 Err(e) => tracing::error!(error = %e, "signing key not loaded"),
+            }
+        }
+        ring.has_keys = !records.is_empty();
+        // The newest key that is not retired signs (records come oldest first).
+        if let Some(current) = records.iter().rev().find(|r| r.retired_at.is_none()) {
+            match keys::signer(current, &self.master_key) {
+                Ok(signer) => ring.signer = Some(Arc::new(signer)),
+                Err(e) => tracing::error!(
+                    error = %e,
+                    "the current signing key cannot be opened (is this node's master key the others'?); \
+                     this node cannot issue access tokens"
+                ),
             }
         }
         self.keyring.store(Arc::new(ring));
@@ -236,13 +253,14 @@ impl OAuthState {
                 list.iter().find(|i| i.config.id == config.id && i.config.jwks_uri == config.jwks_uri).cloned()
             });
             let entry = match kept {
-                Some(existing) if existing.config.audience == config.audience
-                    && existing.config.scopes_claim == config.scopes_claim =>
+                Some(existing)
+                    if existing.config.audience == config.audience
+                        && existing.config.scopes_claim == config.scopes_claim =>
                 {
                     existing
                 }
                 _ => {
-                    let fresh = Arc::new(IssuerKeys::new(config.clone()));
+                    let fresh = Arc::new(IssuerKeys::new(config.clone(), self.kid_refresh_interval));
                     self.spawn_refresh(&fresh);
                     fresh
                 }
@@ -349,7 +367,12 @@ impl OAuthState {
         }
     }
 
-    fn verify_uncached(&self, presented: &[u8], now: Timestamp, account: AccountId) -> Result<Arc<VerifiedJwt>, Denial> {
+    fn verify_uncached(
+        &self,
+        presented: &[u8],
+        now: Timestamp,
+        account: AccountId,
+    ) -> Result<Arc<VerifiedJwt>, Denial> {
         let iss = jwt::peek_issuer(presented).ok_or(Denial::Malformed)?;
         if iss == self.issuer {
             return self.verify_access_token(presented, now, Some(account));
@@ -360,8 +383,8 @@ impl OAuthState {
             .and_then(|list| list.iter().find(|i| i.config.issuer == iss))
             .ok_or(Denial::NotFound)?;
         let expect = Expect { issuer: &issuer.config.issuer, audience: Some(&issuer.config.audience), typ: None };
-        let claims: serde_json::Map<String, serde_json::Value> =
-            jwt::verify(presented, &issuer.keys(), &expect).map_err(|e| {
+        let claims: serde_json::Map<String, serde_json::Value> = jwt::verify(presented, &issuer.keys(), &expect)
+            .map_err(|e| {
                 if e == JwtError::UnknownKey {
                     issuer.unknown_kid(&self.fetcher);
                 }

@@ -174,8 +174,13 @@ impl Services {
         self.account(account).await?;
         let name = valid_name(&new.name, "name")?;
         valid_scopes(&new.scopes)?;
-        let client =
-            OAuthClient { client_id: ClientId::new(), account_id: account, name, scopes: new.scopes, created_at: Timestamp::now() };
+        let client = OAuthClient {
+            client_id: ClientId::new(),
+            account_id: account,
+            name,
+            scopes: new.scopes,
+            created_at: Timestamp::now(),
+        };
         let secret = token::generate(Prefix::ClientSecret);
         let audit = actor.audit(Some(account), "oauth_client.created", client.client_id);
         self.store
@@ -201,7 +206,7 @@ impl Services {
 
     /// Creates the first signing key when the store has none (at start-up).
     pub async fn ensure_signing_key(&self) -> ServiceResult<()> {
-        if self.state.oauth.signer().is_some() {
+        if self.state.oauth.has_signing_keys() {
             return Ok(());
         }
         let system = Actor { name: "system".into(), ip: None };
@@ -273,7 +278,8 @@ impl Services {
         scope: Option<&str>,
     ) -> Result<TokenResponse, OAuthError> {
         let own = &client.client.scopes;
-        let requested: Vec<String> = scope.map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default();
+        let requested: Vec<String> =
+            scope.map(|s| s.split(' ').filter(|s| !s.is_empty()).map(str::to_string).collect()).unwrap_or_default();
         let scopes = if requested.is_empty() {
             own.clone()
         } else {

@@ -9,9 +9,11 @@ mod helpers;
 mod admin_api;
 mod gateway;
 mod multi_node;
+mod oauth;
 mod process;
 mod rooms;
 mod security_token;
+mod sso;
 mod tokens;
 
 /// Runs an async scenario `fn(StoreKind)` once on SQLite and once on PostgreSQL.

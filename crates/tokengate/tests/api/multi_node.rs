@@ -119,3 +119,55 @@ async fn a_node_resyncs_after_losing_its_notice_connection() {
     b.stop().await;
     a.stop().await;
 }
+
+/// A JWT access token revoked through one node is refused by the other within the
+/// second, although the token itself is still well signed and unexpired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_access_token_is_refused_by_every_node() {
+    // Nodes sharing a store share the master key (SPEC §2) and the public URL (the
+    // issuer of their tokens): each can sign, and verify the others' tokens.
+    let master_key = "5a".repeat(32);
+    let url = crate::helpers::fresh_postgres_database().await;
+    let set_key = |c: &mut tokengate::config::Config| {
+        c.master_key = Some(master_key.clone().into());
+        c.public_url = Some("https://gateway.example".into());
+    };
+    let a = TestApp::spawn_with(Some(url.clone()), set_key).await;
+    let mut b = TestApp::spawn_with(Some(url), set_key).await;
+    b.admin_token = a.admin_token.clone();
+    let acc = a.create_account("Shared").await;
+    let inst = a.ruled_instance(&acc).await;
+    let client = a.oauth_client(&acc, &["messages:send"]).await;
+    within_one_second("client created on A", || async {
+        b.token_request(&client, &[("grant_type", "client_credentials")]).await.status() == StatusCode::OK
+    })
+    .await;
+    // Tokens from either node work on both (one issuer, shared keys).
+    let from_a = a.access_token(&client, None).await;
+    let from_b = b.access_token(&client, None).await;
+    within_one_second("instance created on A", || async {
+        b.bearer(&inst, Method::POST, "/send-text", Some(&from_a)).await.status() == StatusCode::OK
+    })
+    .await;
+    assert_eq!(a.bearer(&inst, Method::POST, "/send-text", Some(&from_b)).await.status(), StatusCode::OK);
+
+    assert_eq!(a.oauth_call("revoke", &client, &from_a).await.0, StatusCode::OK);
+    let took = within_one_second("access token revoked on A", || async {
+        b.bearer(&inst, Method::POST, "/send-text", Some(&from_a)).await.status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    eprintln!("revocation seen by node B after {took:?}");
+    assert_eq!(b.bearer(&inst, Method::POST, "/send-text", Some(&from_b)).await.status(), StatusCode::OK);
+
+    // A key rotation through B: A signs with the new key, both accept tokens of both keys.
+    let (s, rotated) = b.admin(Method::POST, "/v1/signing-keys/rotate", None).await;
+    assert_eq!(s, StatusCode::OK);
+    within_one_second("rotation on B", || async {
+        let token = a.access_token(&client, None).await;
+        crate::oauth::jwt_part(&token, 0)["kid"] == rotated["kid"]
+    })
+    .await;
+    let new_from_a = a.access_token(&client, None).await;
+    assert_eq!(b.bearer(&inst, Method::POST, "/send-text", Some(&new_from_a)).await.status(), StatusCode::OK);
+    assert_eq!(b.bearer(&inst, Method::POST, "/send-text", Some(&from_b)).await.status(), StatusCode::OK);
+}

@@ -121,9 +121,7 @@ impl OAuthStore for SqlStore {
 
     async fn all_oauth_clients(&self) -> StoreResult<Vec<(OAuthClient, Digest)>> {
         let rows = sqlx::query(CLIENT_COLUMNS).fetch_all(&self.read).await?;
-        rows.iter()
-            .map(|r| Ok((client_row(r)?, digest(&r.try_get::<Vec<u8>, _>("secret_digest")?)?)))
-            .collect()
+        rows.iter().map(|r| Ok((client_row(r)?, digest(&r.try_get::<Vec<u8>, _>("secret_digest")?)?))).collect()
     }
 
     async fn delete_oauth_client(&self, account: AccountId, id: ClientId, audit: &AuditEntry) -> StoreResult<()> {
