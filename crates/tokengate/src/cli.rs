@@ -58,6 +58,27 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Manage OAuth clients (client-credentials grant).
+    OauthClients {
+        #[command(subcommand)]
+        command: OAuthClientsCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Rotate the key that signs JWT access tokens.
+    SigningKeys {
+        #[command(subcommand)]
+        command: SigningKeysCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Manage an account's trusted identity providers (SSO).
+    TrustedIssuers {
+        #[command(subcommand)]
+        command: TrustedIssuersCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Manage an account's security token (the Client-Token header).
     SecurityToken {
         #[command(subcommand)]
@@ -218,6 +239,71 @@ pub enum TokensCommand {
 }
 
 #[derive(Subcommand)]
+pub enum OAuthClientsCommand {
+    /// Create a client; its secret (`tgs_…`) is printed once.
+    Create {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        name: String,
+        /// A scope the client may ask for (repeat the flag for more).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+    },
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Delete a client; its access tokens stop working at once.
+    Delete {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        client_id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SigningKeysCommand {
+    /// Make a new key the signing key; the old one keeps verifying until its tokens expire.
+    Rotate {
+        /// EdDSA (default), ES256 or RS256.
+        #[arg(long)]
+        alg: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TrustedIssuersCommand {
+    Create {
+        #[arg(long)]
+        account: String,
+        /// The exact `iss` of the IdP's tokens.
+        #[arg(long)]
+        issuer: String,
+        /// The IdP's JWKS (https, or http on a loopback address).
+        #[arg(long)]
+        jwks_uri: String,
+        /// The `aud` the tokens must carry.
+        #[arg(long)]
+        audience: String,
+        /// The claim holding scopes [default: scope].
+        #[arg(long)]
+        scopes_claim: Option<String>,
+    },
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    Delete {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum RoomAppsCommand {
     /// Register an app; the 32-character server secret is read from
     /// TOKENGATE_ROOM_SECRET or stdin (never from the command line).
@@ -281,6 +367,86 @@ pub async fn room_apps(command: RoomAppsCommand, remote: Remote) -> anyhow::Resu
             let secret = secret_input("TOKENGATE_ROOM_SECRET")?;
             let app = client.create_room_app(&account, app_id, &secret).await?;
             remote.print(&app, || format!("room app {app_id} created"))
+        }
+    }
+}
+
+/// A string field of an API answer, or empty.
+fn field<'a>(value: &'a serde_json::Value, name: &str) -> &'a str {
+    value.get(name).and_then(serde_json::Value::as_str).unwrap_or_default()
+}
+
+pub async fn oauth_clients(command: OAuthClientsCommand, remote: Remote) -> anyhow::Result<()> {
+    let client = remote.client()?;
+    match command {
+        OAuthClientsCommand::Create { account, name, scopes } => {
+            let created =
+                client.create_oauth_client(&account, serde_json::json!({ "name": name, "scopes": scopes })).await?;
+            remote.print(&created, || {
+                format!(
+                    "client_id {}\nclient_secret {} (shown once: store it now)",
+                    field(&created, "client_id"),
+                    field(&created, "client_secret")
+                )
+            })
+        }
+        OAuthClientsCommand::List { account } => {
+            let clients = client.list_oauth_clients(&account).await?;
+            remote.print(&clients, || {
+                clients
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "{}  {}  {}",
+                            field(c, "client_id"),
+                            field(c, "name"),
+                            c.get("scopes").unwrap_or(&serde_json::Value::Null)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        OAuthClientsCommand::Delete { account, client_id } => {
+            client.delete_oauth_client(&account, &client_id).await?;
+            remote.print(&serde_json::json!({ "deleted": client_id }), || format!("client {client_id} deleted"))
+        }
+    }
+}
+
+pub async fn signing_keys(command: SigningKeysCommand, remote: Remote) -> anyhow::Result<()> {
+    let client = remote.client()?;
+    match command {
+        SigningKeysCommand::Rotate { alg } => {
+            let key = client.rotate_signing_key(alg.as_deref()).await?;
+            remote.print(&key, || format!("signing key {} ({})", field(&key, "kid"), field(&key, "alg")))
+        }
+    }
+}
+
+pub async fn trusted_issuers(command: TrustedIssuersCommand, remote: Remote) -> anyhow::Result<()> {
+    let client = remote.client()?;
+    match command {
+        TrustedIssuersCommand::Create { account, issuer, jwks_uri, audience, scopes_claim } => {
+            let body = serde_json::json!({
+                "issuer": issuer, "jwks_uri": jwks_uri, "audience": audience, "scopes_claim": scopes_claim,
+            });
+            let created = client.create_trusted_issuer(&account, body).await?;
+            remote.print(&created, || format!("trusted issuer {} created", field(&created, "id")))
+        }
+        TrustedIssuersCommand::List { account } => {
+            let issuers = client.list_trusted_issuers(&account).await?;
+            remote.print(&issuers, || {
+                issuers
+                    .iter()
+                    .map(|i| format!("{}  {}  aud={}", field(i, "id"), field(i, "issuer"), field(i, "audience")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            })
+        }
+        TrustedIssuersCommand::Delete { account, id } => {
+            client.delete_trusted_issuer(&account, &id).await?;
+            remote.print(&serde_json::json!({ "deleted": id }), || format!("trusted issuer {id} deleted"))
         }
     }
 }

@@ -253,4 +253,51 @@ impl AdminClient {
     pub async fn verify_room_token(&self, body: serde_json::Value) -> Result<serde_json::Value, ClientError> {
         self.send(reqwest::Method::POST, "/v1/room-tokens/verify", Some(body)).await
     }
+
+    /// `body` is the JSON of `POST /v1/accounts/{acc}/oauth-clients`; the answer holds the
+    /// secret, shown once.
+    pub async fn create_oauth_client(
+        &self,
+        account: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.send(reqwest::Method::POST, &format!("/v1/accounts/{account}/oauth-clients"), Some(body)).await
+    }
+
+    pub async fn list_oauth_clients(&self, account: &str) -> Result<Vec<serde_json::Value>, ClientError> {
+        let path = format!("/v1/accounts/{account}/oauth-clients");
+        Ok(self.send::<Items<serde_json::Value>>(reqwest::Method::GET, &path, None).await?.items)
+    }
+
+    pub async fn delete_oauth_client(&self, account: &str, client_id: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/accounts/{account}/oauth-clients/{client_id}");
+        self.call(reqwest::Method::DELETE, &path, None).await.map(drop)
+    }
+
+    pub async fn rotate_signing_key(&self, alg: Option<&str>) -> Result<serde_json::Value, ClientError> {
+        let body = match alg {
+            Some(alg) => serde_json::json!({ "alg": alg }),
+            None => serde_json::json!({}),
+        };
+        self.send(reqwest::Method::POST, "/v1/signing-keys/rotate", Some(body)).await
+    }
+
+    /// `body` is the JSON of `POST /v1/accounts/{acc}/trusted-issuers`.
+    pub async fn create_trusted_issuer(
+        &self,
+        account: &str,
+        body: serde_json::Value,
+    ) -> Result<serde_json::Value, ClientError> {
+        self.send(reqwest::Method::POST, &format!("/v1/accounts/{account}/trusted-issuers"), Some(body)).await
+    }
+
+    pub async fn list_trusted_issuers(&self, account: &str) -> Result<Vec<serde_json::Value>, ClientError> {
+        let path = format!("/v1/accounts/{account}/trusted-issuers");
+        Ok(self.send::<Items<serde_json::Value>>(reqwest::Method::GET, &path, None).await?.items)
+    }
+
+    pub async fn delete_trusted_issuer(&self, account: &str, id: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/accounts/{account}/trusted-issuers/{id}");
+        self.call(reqwest::Method::DELETE, &path, None).await.map(drop)
+    }
 }

@@ -33,6 +33,9 @@ async fn run() -> std::process::ExitCode {
         Command::Tokens { command, remote } => cli::tokens(command, remote).await,
         Command::RoomApps { command, remote } => cli::room_apps(command, remote).await,
         Command::RoomTokens { command, remote } => cli::room_tokens(command, remote).await,
+        Command::OauthClients { command, remote } => cli::oauth_clients(command, remote).await,
+        Command::SigningKeys { command, remote } => cli::signing_keys(command, remote).await,
+        Command::TrustedIssuers { command, remote } => cli::trusted_issuers(command, remote).await,
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

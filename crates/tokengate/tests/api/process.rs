@@ -276,6 +276,57 @@ async fn no_secret_reaches_the_log_and_sigterm_drains() {
         .await;
     secrets.push(room["token"].as_str().unwrap().to_string());
     secrets.push(std::fs::read_to_string(dir.path().join("master-key")).unwrap().trim().to_string());
+    // OAuth: a client secret, an access token used at the gateway, a failed request, a revocation.
+    let (_, client) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{acc}/oauth-clients"),
+            Some(json!({"name": "c", "scopes": ["messages:send"]})),
+        )
+        .await;
+    let (client_id, client_secret) =
+        (client["client_id"].as_str().unwrap().to_string(), client["client_secret"].as_str().unwrap().to_string());
+    secrets.push(client_secret.clone());
+    let grant = [("grant_type", "client_credentials")];
+    let issued: Value = server
+        .http
+        .post(server.url("/oauth/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&grant)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = issued["access_token"].as_str().unwrap().to_string();
+    secrets.push(access.clone());
+    let jwt_bearer = format!("Bearer {access}");
+    assert_eq!(
+        server.get(&ruled_path, &[("Client-Token", &ct), ("Authorization", &jwt_bearer)]).await.0,
+        StatusCode::OK
+    );
+    server
+        .http
+        .post(server.url("/oauth/token"))
+        .basic_auth(&client_id, Some("tgs_wrong"))
+        .form(&grant)
+        .send()
+        .await
+        .unwrap();
+    let revoke = [("token", access.as_str())];
+    server
+        .http
+        .post(server.url("/oauth/revoke"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&revoke)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        server.get(&ruled_path, &[("Client-Token", &ct), ("Authorization", &jwt_bearer)]).await.0,
+        StatusCode::UNAUTHORIZED
+    );
     let gw = format!("/instances/{id}/token/{itoken}");
     server.get(&format!("{gw}/ok"), &[("Client-Token", &ct)]).await;
     server.get(&format!("{gw}/missing"), &[]).await;
@@ -310,7 +361,7 @@ async fn no_secret_reaches_the_log_and_sigterm_drains() {
         assert!(!log.contains(secret.as_str()), "a secret reached the log");
     }
     // Any tokengate-shaped secret at all?
-    for prefix in ["tga_", "tgc_", "tgi_", "tgk_", "tgp_"] {
+    for prefix in ["tga_", "tgc_", "tgi_", "tgk_", "tgp_", "tgs_"] {
         for (i, _) in log.match_indices(prefix) {
             let candidate: String = log[i..].chars().take(40).collect();
             assert!(
@@ -436,6 +487,34 @@ async fn the_cli_drives_the_security_token_flow() {
     assert_eq!(verified["user_id"], "bob");
     let denied = piped(&["room-tokens", "verify", "--app-id", "77", "--privilege", "publish_stream"], room_token);
     assert_eq!(denied["reason"], "privilege_denied");
+
+    // OAuth clients, signing keys and trusted issuers.
+    let created = cli(&["oauth-clients", "create", "--account", acc, "--name", "partner", "--scope", "messages:send"]);
+    let client_id = created["client_id"].as_str().unwrap();
+    assert!(created["client_secret"].as_str().unwrap().starts_with("tgs_"));
+    let listed = cli(&["oauth-clients", "list", "--account", acc]);
+    assert_eq!(listed[0]["client_id"], client_id);
+    assert!(!listed.to_string().contains("tgs_"));
+    let rotated = cli(&["signing-keys", "rotate", "--alg", "ES256"]);
+    assert_eq!(rotated["alg"], "ES256");
+    let jwks: Value = server.http.get(server.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == rotated["kid"]));
+    let issuer = cli(&[
+        "trusted-issuers",
+        "create",
+        "--account",
+        acc,
+        "--issuer",
+        "https://idp.example/",
+        "--jwks-uri",
+        "https://idp.example/jwks",
+        "--audience",
+        "api",
+    ]);
+    assert_eq!(cli(&["trusted-issuers", "list", "--account", acc])[0]["id"], issuer["id"]);
+    cli(&["trusted-issuers", "delete", "--account", acc, "--id", issuer["id"].as_str().unwrap()]);
+    cli(&["oauth-clients", "delete", "--account", acc, "--client-id", client_id]);
+    assert_eq!(cli(&["oauth-clients", "list", "--account", acc]), json!([]));
 
     // Human-readable output and a clear error without a token.
     let out = Command::new(binary())
