@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Load benchmark: a bearer API key on a rule-protected route, tokengate against nginx
+# Load benchmark: a bearer token on a rule-protected route, tokengate against nginx
 # checking a static `Authorization: Bearer …` header in front of the same upstream, on
 # loopback, in the same run (rounds interleaved). Upstream and gateways share CPU 0,
 # wrk runs on CPU 1, one worker each.
 #
 #   bench/bearer.sh                    # 3 rounds of 10 s
 #   ROUNDS=5 DURATION=20 bench/bearer.sh
+#   TOKEN_KIND=jwt bench/bearer.sh     # an OAuth JWT access token instead of an API key
 #
 # Needs nginx (nginx-light), wrk, jq and curl; BENCH_INSTALL=1 installs them with apt-get.
 set -euo pipefail
@@ -48,6 +49,12 @@ ACC=$(api -d '{"name":"bench"}' "http://127.0.0.1:$TG/v1/accounts" | jq -r .id)
 INST=$(api -d "{\"name\":\"b\",\"upstream_url\":\"http://127.0.0.1:$UP\",\"rules\":[{\"path\":\"/*\",\"scopes\":[\"messages:send\"]}]}" \
   "http://127.0.0.1:$TG/v1/accounts/$ACC/instances")
 KEY=$(api -d '{"name":"bench","kind":"api_key","scopes":["messages:send"]}' "http://127.0.0.1:$TG/v1/accounts/$ACC/tokens" | jq -r .token)
+KIND=${TOKEN_KIND:-api_key}
+if [[ $KIND == jwt ]]; then
+  CLIENT=$(api -d '{"name":"bench","scopes":["messages:send"]}' "http://127.0.0.1:$TG/v1/accounts/$ACC/oauth-clients")
+  KEY=$(curl -sf -u "$(jq -r .client_id <<<"$CLIENT"):$(jq -r .client_secret <<<"$CLIENT")" \
+    -d grant_type=client_credentials "http://127.0.0.1:$TG/oauth/token" | jq -r .access_token)
+fi
 TG_URL="http://127.0.0.1:$TG/instances/$(jq -r .id <<<"$INST")/token/$(jq -r .token <<<"$INST")/api/ping"
 
 # nginx: the same check against a static secret.
@@ -82,7 +89,7 @@ rps() {  # rps URL [HEADER] -> requests/s (non-2xx counted and reported)
   local bad; bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); bad=${bad:-0}
   echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") $bad"
 }
-echo "== bearer API key, rule-protected route: $ROUNDS rounds x ${DURATION}s, $CONNS connections"
+echo "== bearer $KIND, rule-protected route: $ROUNDS rounds x ${DURATION}s, $CONNS connections"
 printf '%-6s %-10s %-8s %10s %8s\n' round target path req/s non2xx
 declare -A SUM
 for r in $(seq "$ROUNDS"); do

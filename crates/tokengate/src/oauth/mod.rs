@@ -193,9 +193,14 @@ impl OAuthState {
     }
 
     pub async fn reload_keys(&self, store: &SqlStore) -> StoreResult<()> {
-        let records = store.signing_keys(Timestamp::now()).await?;
+        self.set_keys(&store.signing_keys(Timestamp::now()).await?);
+        Ok(())
+    }
+
+    /// Replaces the key ring with these stored keys (oldest first).
+    pub fn set_keys(&self, records: &[crate::store::SigningKeyRecord]) {
         let mut ring = KeyRing::default();
-        for record in &records {
+        for record in records {
             match keys::public(record) {
                 Ok((verify, jwk)) => {
                     ring.published.push((jwk, record.publish_until));
@@ -205,7 +210,7 @@ impl OAuthState {
             }
         }
         ring.has_keys = !records.is_empty();
-        // The newest key that is not retired signs (records come oldest first).
+        // The newest key that is not retired signs.
         if let Some(current) = records.iter().rev().find(|r| r.retired_at.is_none()) {
             match keys::signer(current, &self.master_key) {
                 Ok(signer) => ring.signer = Some(Arc::new(signer)),
@@ -218,18 +223,19 @@ impl OAuthState {
         }
         self.keyring.store(Arc::new(ring));
         self.verified.clear();
-        Ok(())
     }
 
     pub async fn reload_clients(&self, store: &SqlStore) -> StoreResult<()> {
-        let clients = store
-            .all_oauth_clients()
-            .await?
+        self.set_clients(store.all_oauth_clients().await?);
+        Ok(())
+    }
+
+    pub fn set_clients(&self, clients: Vec<(OAuthClient, Digest)>) {
+        let clients = clients
             .into_iter()
             .map(|(client, digest)| (client.client_id, Arc::new(LiveClient { client, digest })))
             .collect();
         self.clients.store(Arc::new(clients));
-        Ok(())
     }
 
     pub async fn reload_revoked(&self, store: &SqlStore) -> StoreResult<()> {
@@ -460,5 +466,65 @@ fn denial(e: JwtError) -> Denial {
         JwtError::Malformed => Denial::Malformed,
         JwtError::Expired => Denial::Expired,
         _ => Denial::NotFound,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> OAuthState {
+        OAuthState::default()
+    }
+
+    #[test]
+    fn retired_keys_leave_the_jwks_when_their_tokens_have_expired() {
+        let state = state();
+        let t0 = Timestamp::from_millis(1_700_000_000_000);
+        let mut old = keys::generate(keys::SigningAlg::EdDSA, &state.master_key, t0).unwrap();
+        let new = keys::generate(keys::SigningAlg::ES256, &state.master_key, t0.plus_secs(10)).unwrap();
+        old.retired_at = Some(t0.plus_secs(10));
+        old.publish_until = Some(t0.plus_secs(10 + 900 + 61));
+        state.set_keys(&[old.clone(), new.clone()]);
+        assert_eq!(state.signer().unwrap().kid, new.kid, "the newest unretired key signs");
+        let kids = |at: Timestamp| -> Vec<String> {
+            state.jwks(at)["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
+        };
+        assert_eq!(kids(t0.plus_secs(900)), vec![old.kid.clone(), new.kid.clone()]);
+        assert_eq!(kids(t0.plus_secs(10 + 900 + 61)), vec![new.kid.clone()]);
+    }
+
+    #[test]
+    fn access_tokens_verify_only_for_their_account_and_while_not_revoked() {
+        let state = state();
+        let now = Timestamp::now();
+        state.set_keys(&[keys::generate(keys::SigningAlg::EdDSA, &state.master_key, now).unwrap()]);
+        let account = AccountId::new();
+        let client = OAuthClient {
+            client_id: ClientId::new(),
+            account_id: account,
+            name: "c".into(),
+            scopes: vec![],
+            created_at: now,
+        };
+        state.set_clients(vec![(client.clone(), Digest::of(b"x"))]);
+        let (token, claims) = state.issue(&client, &["messages:send".to_string()], 900, now).unwrap();
+        let required = ["messages:send".to_string()];
+        assert!(state.verify_bearer_jwt(token.as_bytes(), now, account, &required).is_ok());
+        // Served from the cache now: the same answers.
+        assert!(state.verify_bearer_jwt(token.as_bytes(), now, account, &required).is_ok());
+        assert!(state.verify_bearer_jwt(token.as_bytes(), now, AccountId::new(), &required).is_err());
+        let more = ["groups:write".to_string()];
+        assert_eq!(
+            state.verify_bearer_jwt(token.as_bytes(), now, account, &more).unwrap_err(),
+            Denial::InsufficientScope("groups:write".into())
+        );
+        let later = now.plus_secs(900 + 61);
+        assert_eq!(state.verify_bearer_jwt(token.as_bytes(), later, account, &required).unwrap_err(), Denial::Expired);
+        state.revoked.store(Arc::new(HashMap::from([(claims.jti.clone(), claims.exp)])));
+        assert_eq!(state.verify_bearer_jwt(token.as_bytes(), now, account, &required).unwrap_err(), Denial::Revoked);
+        state.revoked.store(Arc::new(HashMap::new()));
+        state.set_clients(vec![]);
+        assert_eq!(state.verify_bearer_jwt(token.as_bytes(), now, account, &required).unwrap_err(), Denial::Revoked);
     }
 }
