@@ -20,6 +20,10 @@ need_pkgs=()
 command -v cc >/dev/null || need_pkgs+=(build-essential)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v runuser >/dev/null || need_pkgs+=(util-linux)
+# The dashboard's end-to-end tests drive a real headless Chromium through chromedriver.
+command -v chromium >/dev/null || need_pkgs+=(chromium)
+command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
+[[ -e /etc/ssl/certs/ca-certificates.crt ]] || need_pkgs+=(ca-certificates)
 if ((${#need_pkgs[@]})); then apt_install "${need_pkgs[@]}"; fi
 
 # A throwaway PostgreSQL cluster: its own data directory and port, stopped on exit.

@@ -9,6 +9,7 @@ pub mod api;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dashboard;
 pub mod gateway;
 pub mod master_key;
 pub mod oauth;

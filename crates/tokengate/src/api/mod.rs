@@ -93,6 +93,7 @@ pub fn router(services: Services) -> Router {
         .routes(routes!(reports::audit))
         .split_for_parts();
     let openapi = std::sync::Arc::new(openapi);
+    let dashboard = crate::dashboard::router(services.clone());
     router
         .merge(ops::router(openapi))
         .route("/.well-known/oauth-authorization-server", axum::routing::get(oauth::metadata))
@@ -101,4 +102,5 @@ pub fn router(services: Services) -> Router {
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(services)
+        .merge(dashboard)
 }

@@ -60,7 +60,7 @@ pub struct Actor {
 }
 
 impl Actor {
-    fn audit(&self, account: Option<AccountId>, action: &str, target: impl ToString) -> AuditEntry {
+    pub(crate) fn audit(&self, account: Option<AccountId>, action: &str, target: impl ToString) -> AuditEntry {
         AuditEntry {
             id: AuditId::new(),
             account_id: account,

@@ -221,6 +221,33 @@ pub trait OAuthStore {
     async fn delete_trusted_issuer(&self, account: AccountId, id: IssuerId, audit: &AuditEntry) -> StoreResult<()>;
 }
 
+/// Dashboard logins and sessions.
+pub trait SessionStore {
+    async fn login_record(&self, email: &str) -> StoreResult<Option<LoginRecord>>;
+    async fn create_session(
+        &self,
+        digest: Digest,
+        member: MemberId,
+        csrf: &str,
+        mfa_pending: bool,
+        now: Timestamp,
+    ) -> StoreResult<()>;
+    async fn session(&self, digest: Digest) -> StoreResult<Option<SessionRecord>>;
+    async fn touch_session(&self, digest: Digest, now: Timestamp) -> StoreResult<()>;
+    /// Ends the two-factor step: records the accepted TOTP step, which must be newer
+    /// than the last one (`Conflict` otherwise: a replayed code).
+    async fn complete_mfa(&self, digest: Digest, member: MemberId, step: i64) -> StoreResult<()>;
+    async fn delete_session(&self, digest: Digest) -> StoreResult<()>;
+    /// Turns two-factor login on (`Some`) or off, ending the member's other sessions.
+    async fn set_totp(
+        &self,
+        member: MemberId,
+        sealed: Option<&[u8]>,
+        keep_session: Digest,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
+}
+
 pub trait AuditStore {
     async fn audit_entries(&self, account: AccountId, limit: u32) -> StoreResult<Vec<AuditEntry>>;
 }

@@ -233,3 +233,23 @@ pub struct RevokedJti {
     pub account_id: AccountId,
     pub expires_at: Timestamp,
 }
+
+/// A dashboard session as stored (looked up by the digest of the cookie's value).
+#[derive(Debug, Clone)]
+pub struct SessionRecord {
+    pub member: Member,
+    pub csrf: String,
+    pub mfa_pending: bool,
+    pub created_at: Timestamp,
+    pub last_seen_at: Timestamp,
+}
+
+/// What a login needs to know about a member.
+#[derive(Debug, Clone)]
+pub struct LoginRecord {
+    pub member: Member,
+    pub password_hash: String,
+    /// The sealed TOTP secret, when two-factor login is on.
+    pub totp_sealed: Option<Vec<u8>>,
+    pub totp_last_step: i64,
+}

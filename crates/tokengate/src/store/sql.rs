@@ -19,6 +19,7 @@ use super::*;
 
 mod oauth;
 mod rooms;
+mod sessions;
 mod tokens;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -179,7 +180,7 @@ fn account_row(row: &AnyRow) -> StoreResult<Account> {
     })
 }
 
-fn member_row(row: &AnyRow) -> StoreResult<Member> {
+pub(super) fn member_row(row: &AnyRow) -> StoreResult<Member> {
     let role: String = row.try_get("role")?;
     Ok(Member {
         id: parse_id(&row.try_get::<String, _>("id")?)?,

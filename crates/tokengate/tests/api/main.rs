@@ -7,6 +7,7 @@
 mod helpers;
 
 mod admin_api;
+mod dashboard;
 mod gateway;
 mod multi_node;
 mod oauth;

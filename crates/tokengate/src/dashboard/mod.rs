@@ -1,0 +1,91 @@
+//! The web dashboard (SPEC §9): server-rendered pages for account members — login with
+//! optional two-factor codes, the Security tab's Account Security Token flow, API tokens,
+//! instances, OAuth clients, usage charts, the audit log — in English and Brazilian
+//! Portuguese. Works without JavaScript; the little there is only copies to the clipboard.
+
+mod chart;
+mod error;
+pub mod i18n;
+mod login;
+mod pages;
+pub mod session;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use http::{HeaderValue, header};
+
+use crate::service::Services;
+
+/// What the dashboard's handlers share.
+#[derive(Clone)]
+pub struct DashState {
+    pub services: Services,
+    pub throttle: Arc<session::Throttle>,
+    /// Cookies get `Secure` when the public URL is https.
+    pub secure_cookies: bool,
+}
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Security headers on every dashboard answer; pages are never cached.
+async fn headers(req: Request, next: Next) -> Response {
+    let is_static = req.uri().path().starts_with("/static/");
+    let mut response = next.run(req).await;
+    let h = response.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !is_static {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
+}
+
+pub fn router(services: Services) -> Router {
+    let secure_cookies = services.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let state = DashState { services, throttle: Arc::default(), secure_cookies };
+    Router::new()
+        .route("/", get(login::home))
+        .route("/login", post(login::login))
+        .route("/login/otp", get(login::otp_form).post(login::otp))
+        .route("/logout", post(login::logout))
+        .route("/lang", get(login::switch_language))
+        .route("/dashboard", get(|| async { axum::response::Redirect::to("/dashboard/security") }))
+        .route("/dashboard/security", get(pages::security))
+        .route("/dashboard/security/configure", post(pages::configure))
+        .route("/dashboard/security/activate", post(pages::activate))
+        .route("/dashboard/security/deactivate", post(pages::deactivate))
+        .route("/dashboard/security/rotate", post(pages::rotate))
+        .route("/dashboard/tokens", get(pages::tokens).post(pages::create_token))
+        .route("/dashboard/tokens/{id}/revoke", post(pages::revoke_token))
+        .route("/dashboard/tokens/{id}/rotate", post(pages::rotate_token))
+        .route("/dashboard/instances", get(pages::instances))
+        .route("/dashboard/oauth-clients", get(pages::oauth_clients).post(pages::create_oauth_client))
+        .route("/dashboard/usage", get(pages::usage))
+        .route("/dashboard/audit", get(pages::audit))
+        .route("/dashboard/2fa", get(login::twofa))
+        .route("/dashboard/2fa/enable", post(login::enable_twofa))
+        .route("/dashboard/2fa/disable", post(login::disable_twofa))
+        .route(
+            "/static/app.css",
+            get(|| async { asset("text/css; charset=utf-8", include_str!("../../static/app.css")) }),
+        )
+        .route(
+            "/static/app.js",
+            get(|| async { asset("text/javascript; charset=utf-8", include_str!("../../static/app.js")) }),
+        )
+        .layer(axum::middleware::from_fn(headers))
+        .layer(axum::extract::DefaultBodyLimit::max(64 * 1024))
+        .with_state(state)
+}

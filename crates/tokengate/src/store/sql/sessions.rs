@@ -1,0 +1,124 @@
+//! Dashboard sessions and members' two-factor secrets in SQL.
+
+use sqlx::Row;
+use tokengate_core::{Digest, MemberId, Timestamp};
+
+use super::{SqlStore, member_row};
+use crate::store::{AuditEntry, LoginRecord, SessionRecord, SessionStore, StoreError, StoreResult};
+
+impl SessionStore for SqlStore {
+    async fn login_record(&self, email: &str) -> StoreResult<Option<LoginRecord>> {
+        let row = sqlx::query(
+            "SELECT id, account_id, email, role, created_at, password_hash, totp_sealed, totp_last_step \
+             FROM members WHERE email = $1",
+        )
+        .bind(email)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            Ok(LoginRecord {
+                member: member_row(&r)?,
+                password_hash: r.try_get("password_hash")?,
+                totp_sealed: r.try_get("totp_sealed")?,
+                totp_last_step: r.try_get("totp_last_step")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn create_session(
+        &self,
+        digest: Digest,
+        member: MemberId,
+        csrf: &str,
+        mfa_pending: bool,
+        now: Timestamp,
+    ) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id_digest, member_id, csrf, mfa_pending, created_at, last_seen_at) \
+             VALUES ($1, $2, $3, $4, $5, $5)",
+        )
+        .bind(digest.0.to_vec())
+        .bind(member.to_string())
+        .bind(csrf)
+        .bind(i64::from(mfa_pending))
+        .bind(now.as_millis())
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn session(&self, digest: Digest) -> StoreResult<Option<SessionRecord>> {
+        let row = sqlx::query(
+            "SELECT m.id, m.account_id, m.email, m.role, m.created_at, s.csrf, s.mfa_pending, \
+             s.created_at AS session_created, s.last_seen_at \
+             FROM sessions s JOIN members m ON m.id = s.member_id WHERE s.id_digest = $1",
+        )
+        .bind(digest.0.to_vec())
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(|r| {
+            Ok(SessionRecord {
+                member: member_row(&r)?,
+                csrf: r.try_get("csrf")?,
+                mfa_pending: r.try_get::<i64, _>("mfa_pending")? != 0,
+                created_at: Timestamp::from_millis(r.try_get("session_created")?),
+                last_seen_at: Timestamp::from_millis(r.try_get("last_seen_at")?),
+            })
+        })
+        .transpose()
+    }
+
+    async fn touch_session(&self, digest: Digest, now: Timestamp) -> StoreResult<()> {
+        sqlx::query("UPDATE sessions SET last_seen_at = $1 WHERE id_digest = $2")
+            .bind(now.as_millis())
+            .bind(digest.0.to_vec())
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn complete_mfa(&self, digest: Digest, member: MemberId, step: i64) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query("UPDATE members SET totp_last_step = $1 WHERE id = $2 AND totp_last_step < $1")
+            .bind(step)
+            .bind(member.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::Conflict("this code was already used"));
+        }
+        sqlx::query("UPDATE sessions SET mfa_pending = 0 WHERE id_digest = $1")
+            .bind(digest.0.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn delete_session(&self, digest: Digest) -> StoreResult<()> {
+        sqlx::query("DELETE FROM sessions WHERE id_digest = $1").bind(digest.0.to_vec()).execute(&self.write).await?;
+        Ok(())
+    }
+
+    async fn set_totp(
+        &self,
+        member: MemberId,
+        sealed: Option<&[u8]>,
+        keep_session: Digest,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query("UPDATE members SET totp_sealed = $1, totp_last_step = 0 WHERE id = $2")
+            .bind(sealed.map(<[u8]>::to_vec))
+            .bind(member.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM sessions WHERE member_id = $1 AND id_digest <> $2")
+            .bind(member.to_string())
+            .bind(keep_session.0.to_vec())
+            .execute(&mut *tx)
+            .await?;
+        self.finish(tx, audit, None).await
+    }
+}
