@@ -56,6 +56,9 @@ pub struct Config {
     pub jwks_refresh_seconds: u64,
     /// Least time between two JWKS fetches caused by tokens naming an unknown `kid`.
     pub jwks_kid_refresh_seconds: u64,
+    /// Mark dashboard cookies `Secure` (always so when `public_url` is https), for a
+    /// TLS-terminating proxy in front of a plain-http `public_url`.
+    pub cookie_secure: bool,
 }
 
 impl Default for Config {
@@ -79,6 +82,7 @@ impl Default for Config {
             access_token_lifetime_seconds: 15 * 60,
             jwks_refresh_seconds: 600,
             jwks_kid_refresh_seconds: 30,
+            cookie_secure: false,
         }
     }
 }
@@ -104,6 +108,7 @@ const ENV_KEYS: &[&str] = &[
     "access_token_lifetime_seconds",
     "jwks_refresh_seconds",
     "jwks_kid_refresh_seconds",
+    "cookie_secure",
 ];
 
 #[derive(Debug, thiserror::Error)]

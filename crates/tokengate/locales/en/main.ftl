@@ -82,6 +82,11 @@ instances-title = Instances
 instance-name = Name
 instance-upstream = Upstream
 instance-rules = Route rules
+instance-create = Add an instance
+members-title = Members
+member-role = Role
+member-add = Add member
+member-remove = Remove
 
 oauth-title = OAuth clients
 oauth-create = Create a client

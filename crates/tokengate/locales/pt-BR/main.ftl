@@ -82,6 +82,11 @@ instances-title = Instâncias
 instance-name = Nome
 instance-upstream = Destino
 instance-rules = Regras de rota
+instance-create = Adicionar uma instância
+members-title = Membros
+member-role = Papel
+member-add = Adicionar membro
+member-remove = Remover
 
 oauth-title = Clientes OAuth
 oauth-create = Criar um cliente

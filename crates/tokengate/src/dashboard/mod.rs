@@ -26,7 +26,7 @@ use crate::service::Services;
 pub struct DashState {
     pub services: Services,
     pub throttle: Arc<session::Throttle>,
-    /// Cookies get `Secure` when the public URL is https.
+    /// Cookies get `Secure` when the public URL is https or `cookie_secure` is set.
     pub secure_cookies: bool,
 }
 
@@ -53,7 +53,8 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 }
 
 pub fn router(services: Services) -> Router {
-    let secure_cookies = services.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
+    let secure_cookies = services.config.cookie_secure
+        || services.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
     let state = DashState { services, throttle: Arc::default(), secure_cookies };
     Router::new()
         .route("/", get(login::home))
@@ -70,7 +71,9 @@ pub fn router(services: Services) -> Router {
         .route("/dashboard/tokens", get(pages::tokens).post(pages::create_token))
         .route("/dashboard/tokens/{id}/revoke", post(pages::revoke_token))
         .route("/dashboard/tokens/{id}/rotate", post(pages::rotate_token))
-        .route("/dashboard/instances", get(pages::instances))
+        .route("/dashboard/instances", get(pages::instances).post(pages::create_instance))
+        .route("/dashboard/members", post(pages::create_member))
+        .route("/dashboard/members/{id}/remove", post(pages::delete_member))
         .route("/dashboard/oauth-clients", get(pages::oauth_clients).post(pages::create_oauth_client))
         .route("/dashboard/usage", get(pages::usage))
         .route("/dashboard/audit", get(pages::audit))

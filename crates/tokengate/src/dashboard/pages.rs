@@ -480,14 +480,112 @@ pub async fn rotate_token(
 #[template(path = "instances.html")]
 pub struct InstancesPage {
     page: Page,
+    shown_once: Option<String>,
     rows: Vec<(String, String, String, usize)>,
+    members: Vec<(String, String, String)>,
+}
+
+async fn instances_page(
+    state: &DashState,
+    user: &SessionUser,
+    shown_once: Option<String>,
+) -> Result<Response, DashError> {
+    let lang = user.lang;
+    let account = user.member.account_id;
+    let list = state.services.list_instances(account).await.map_err(|e| DashError::service(e, lang))?;
+    let rows = list.into_iter().map(|i| (i.name, i.id.to_string(), i.upstream_url, i.rules.len())).collect();
+    let members = state.services.list_members(account).await.map_err(|e| DashError::service(e, lang))?;
+    let members = members.into_iter().map(|m| (m.id.to_string(), m.email, m.role.as_str().to_string())).collect();
+    let page = Page::for_user(user, "instances", "/dashboard/instances");
+    Ok(InstancesPage { page, shown_once, rows, members }.into_response())
 }
 
 pub async fn instances(State(state): State<DashState>, user: SessionUser) -> Result<Response, DashError> {
-    let list =
-        state.services.list_instances(user.member.account_id).await.map_err(|e| DashError::service(e, user.lang))?;
-    let rows = list.into_iter().map(|i| (i.name, i.id.to_string(), i.upstream_url, i.rules.len())).collect();
-    Ok(InstancesPage { page: Page::for_user(&user, "instances", "/dashboard/instances"), rows }.into_response())
+    instances_page(&state, &user, None).await
+}
+
+#[derive(Deserialize)]
+pub struct InstanceForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    upstream_url: String,
+}
+
+/// Admins and owners add instances; the instance token is shown once.
+pub async fn create_instance(
+    State(state): State<DashState>,
+    user: SessionUser,
+    f: Result<Form<InstanceForm>, FormRejection>,
+) -> Result<Response, DashError> {
+    let f = form(f, &user)?;
+    require_security_role(&user)?;
+    let new = crate::service::NewInstance {
+        name: f.name,
+        upstream_url: f.upstream_url.trim().to_string(),
+        rules: Vec::new(),
+    };
+    let (_, token) = state
+        .services
+        .create_instance(&user.actor(), user.member.account_id, new)
+        .await
+        .map_err(|e| DashError::service(e, user.lang))?;
+    instances_page(&state, &user, Some(token.expose_secret().to_string())).await
+}
+
+#[derive(Deserialize)]
+pub struct MemberForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    role: String,
+}
+
+/// Admins and owners add members; only an owner adds another owner.
+pub async fn create_member(
+    State(state): State<DashState>,
+    user: SessionUser,
+    f: Result<Form<MemberForm>, FormRejection>,
+) -> Result<Response, DashError> {
+    let f = form(f, &user)?;
+    require_security_role(&user)?;
+    let role =
+        crate::store::Role::parse(&f.role).ok_or_else(|| DashError::Invalid(user.lang, user.lang.t("member-role")))?;
+    if role == crate::store::Role::Owner && user.member.role != crate::store::Role::Owner {
+        return Err(DashError::Forbidden(user.lang));
+    }
+    state
+        .services
+        .create_member(&user.actor(), user.member.account_id, &f.email, f.password.into(), role)
+        .await
+        .map_err(|e| DashError::service(e, user.lang))?;
+    instances_page(&state, &user, None).await
+}
+
+/// Removing a member revokes its personal tokens and ends its sessions.
+pub async fn delete_member(
+    State(state): State<DashState>,
+    user: SessionUser,
+    Path(id): Path<String>,
+    f: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, DashError> {
+    form(f, &user)?;
+    require_security_role(&user)?;
+    let id: tokengate_core::MemberId = id.parse().map_err(|_| DashError::NotFound(user.lang))?;
+    let members =
+        state.services.list_members(user.member.account_id).await.map_err(|e| DashError::service(e, user.lang))?;
+    let target = members.into_iter().find(|m| m.id == id).ok_or(DashError::NotFound(user.lang))?;
+    if target.role == crate::store::Role::Owner && user.member.role != crate::store::Role::Owner {
+        return Err(DashError::Forbidden(user.lang));
+    }
+    state.services.delete_member(&user.actor(), id).await.map_err(|e| DashError::service(e, user.lang))?;
+    instances_page(&state, &user, None).await
 }
 
 #[derive(Template, WebTemplate)]
@@ -634,4 +732,4 @@ pub async fn audit(State(state): State<DashState>, user: SessionUser) -> Result<
     Ok(AuditPage { page: Page::for_user(&user, "audit", "/dashboard/audit"), rows }.into_response())
 }
 
-has_csrf!(CsrfForm, ActivateForm, RotateForm, TokenForm, ClientForm);
+has_csrf!(CsrfForm, ActivateForm, RotateForm, TokenForm, ClientForm, InstanceForm, MemberForm);

@@ -339,6 +339,24 @@ async fn sessions_csrf_roles_and_headers() {
     );
     assert_eq!(app.security_token(&acc).await["status"], "disabled");
 
+    // Owners add members and instances from the dashboard; the instance token is shown once.
+    let form =
+        [("csrf", owner.csrf.as_str()), ("email", "dev@example.com"), ("password", PASSWORD), ("role", "developer")];
+    assert_eq!(owner.post("/dashboard/members", &form).await.0, StatusCode::OK);
+    let (dev, status) = Visitor::login(&app, "dev@example.com", PASSWORD).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let form = [("csrf", dev.csrf.as_str()), ("email", "x@example.com"), ("password", PASSWORD), ("role", "viewer")];
+    assert_eq!(dev.post("/dashboard/members", &form).await.0, StatusCode::FORBIDDEN, "a developer manages no members");
+    let form = [("csrf", dev.csrf.as_str()), ("name", "ci"), ("scopes", "messages:send")];
+    let (s, html) = dev.post("/dashboard/tokens", &form).await;
+    assert_eq!(s, StatusCode::OK, "a developer manages tokens");
+    assert!(html.contains("tgk_"));
+    let upstream = app.upstream.url();
+    let form = [("csrf", owner.csrf.as_str()), ("name", "shop"), ("upstream_url", upstream.as_str())];
+    let (s, html) = owner.post("/dashboard/instances", &form).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(html.contains("tgi_") && html.contains(">shop<"));
+
     // Accept-Language: pt-BR without a session: the login form in Portuguese.
     let res = app.http.get(app.url("/")).header("accept-language", "pt-BR,pt;q=0.9").send().await.unwrap();
     let html = res.text().await.unwrap();
