@@ -29,7 +29,11 @@ impl DashError {
     pub fn service(e: ServiceError, lang: Lang) -> DashError {
         match e {
             ServiceError::NotFound(_) | ServiceError::Store(StoreError::NotFound) => DashError::NotFound(lang),
-            ServiceError::Invalid(m) | ServiceError::Conflict(m) => DashError::Invalid(lang, m),
+            // The dashboard checks its forms first, with messages in the visitor's language;
+            // what the service still refuses is shown inside a translated sentence.
+            ServiceError::Invalid(m) | ServiceError::Conflict(m) => {
+                DashError::Invalid(lang, lang.t1("error-refused", "message", &m))
+            }
             ServiceError::Store(e) => {
                 tracing::error!(error = %e, "dashboard request failed");
                 DashError::Unavailable(lang)

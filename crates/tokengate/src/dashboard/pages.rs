@@ -391,16 +391,71 @@ pub struct TokenForm {
     rate_per_minute: String,
 }
 
-fn words(text: &str) -> Vec<String> {
-    text.split([' ', ',', '\n', '\t']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+/// The dashboard's own checks of form fields, answered in the visitor's language before
+/// the service sees the values (the service checks them again).
+mod check {
+    use super::{DashError, Lang};
+
+    fn refuse(lang: Lang, key: &str) -> DashError {
+        DashError::Invalid(lang, lang.t(key))
+    }
+
+    pub fn name(name: &str, lang: Lang) -> Result<(), DashError> {
+        let n = name.trim().chars().count();
+        if n == 0 || n > 200 || name.chars().any(char::is_control) { Err(refuse(lang, "error-name")) } else { Ok(()) }
+    }
+
+    pub fn scopes(scopes: &[String], lang: Lang) -> Result<(), DashError> {
+        let ok = (1..=100).contains(&scopes.len())
+            && scopes.iter().all(|s| tokengate_core::rules::validate_scope(s).is_ok());
+        if ok { Ok(()) } else { Err(refuse(lang, "error-scopes")) }
+    }
+
+    pub fn cidrs(cidrs: &[String], lang: Lang) -> Result<(), DashError> {
+        if cidrs.len() <= 100 && tokengate_core::IpAllowlist::parse(cidrs).is_ok() {
+            Ok(())
+        } else {
+            Err(refuse(lang, "error-cidrs"))
+        }
+    }
+
+    pub fn number(text: &str, range: std::ops::RangeInclusive<u64>, lang: Lang) -> Result<Option<u64>, DashError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse::<u64>().ok().filter(|n| range.contains(n)).map(Some).ok_or_else(|| refuse(lang, "error-number"))
+    }
+
+    pub fn grace(text: &str, lang: Lang) -> Result<u64, DashError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(0);
+        }
+        text.parse::<u64>().ok().filter(|n| *n <= 30 * 24 * 3600).ok_or_else(|| refuse(lang, "error-grace"))
+    }
+
+    pub fn upstream(url: &str, lang: Lang) -> Result<(), DashError> {
+        crate::state::Upstream::parse(url.trim()).map(|_| ()).map_err(|_| refuse(lang, "error-upstream"))
+    }
+
+    pub fn email(email: &str, lang: Lang) -> Result<(), DashError> {
+        let email = email.trim();
+        let at = email.find('@').unwrap_or(0);
+        if at == 0 || at + 1 >= email.len() || email.len() > 254 || email.contains(char::is_whitespace) {
+            Err(refuse(lang, "error-email"))
+        } else {
+            Ok(())
+        }
+    }
+
+    pub fn password(password: &str, lang: Lang) -> Result<(), DashError> {
+        if (8..=1024).contains(&password.chars().count()) { Ok(()) } else { Err(refuse(lang, "error-password")) }
+    }
 }
 
-fn optional_number(text: &str, lang: Lang, what: &str) -> Result<Option<u64>, DashError> {
-    let text = text.trim();
-    if text.is_empty() {
-        return Ok(None);
-    }
-    text.parse::<u64>().map(Some).map_err(|_| DashError::Invalid(lang, lang.t(what)))
+fn words(text: &str) -> Vec<String> {
+    text.split([' ', ',', '\n', '\t']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
 fn require_token_role(user: &SessionUser) -> Result<(), DashError> {
@@ -416,8 +471,11 @@ pub async fn create_token(
     require_token_role(&user)?;
     let lang = user.lang;
     let kind = TokenKind::parse(&f.kind).unwrap_or(TokenKind::ApiKey);
-    let expires_days = optional_number(&f.expires_days, lang, "token-expires")?;
-    let rate = optional_number(&f.rate_per_minute, lang, "token-rate")?;
+    check::name(&f.name, lang)?;
+    check::scopes(&words(&f.scopes), lang)?;
+    check::cidrs(&words(&f.ip_allowlist), lang)?;
+    let expires_days = check::number(&f.expires_days, 1..=3650, lang)?;
+    let rate = check::number(&f.rate_per_minute, 1..=1_000_000, lang)?;
     let new = NewToken {
         name: f.name,
         kind,
@@ -468,7 +526,7 @@ pub async fn rotate_token(
     let f = form(f, &user)?;
     require_token_role(&user)?;
     let id = own_token(&state, &user, &id).await?;
-    let grace = f.grace_seconds.trim().parse::<u64>().unwrap_or(0);
+    let grace = check::grace(&f.grace_seconds, user.lang)?;
     let (_, secret) =
         state.services.rotate_token(&user.actor(), id, grace).await.map_err(|e| DashError::service(e, user.lang))?;
     tokens_page(&state, &user, Some(secret.expose_secret().to_string()), None).await
@@ -522,6 +580,8 @@ pub async fn create_instance(
 ) -> Result<Response, DashError> {
     let f = form(f, &user)?;
     require_security_role(&user)?;
+    check::name(&f.name, user.lang)?;
+    check::upstream(&f.upstream_url, user.lang)?;
     let new = crate::service::NewInstance {
         name: f.name,
         upstream_url: f.upstream_url.trim().to_string(),
@@ -555,8 +615,10 @@ pub async fn create_member(
 ) -> Result<Response, DashError> {
     let f = form(f, &user)?;
     require_security_role(&user)?;
+    check::email(&f.email, user.lang)?;
+    check::password(&f.password, user.lang)?;
     let role =
-        crate::store::Role::parse(&f.role).ok_or_else(|| DashError::Invalid(user.lang, user.lang.t("member-role")))?;
+        crate::store::Role::parse(&f.role).ok_or_else(|| DashError::Invalid(user.lang, user.lang.t("error-role")))?;
     if role == crate::store::Role::Owner && user.member.role != crate::store::Role::Owner {
         return Err(DashError::Forbidden(user.lang));
     }
@@ -635,6 +697,8 @@ pub async fn create_oauth_client(
 ) -> Result<Response, DashError> {
     let f = form(f, &user)?;
     require_token_role(&user)?;
+    check::name(&f.name, user.lang)?;
+    check::scopes(&words(&f.scopes), user.lang)?;
     let new = NewOAuthClient { name: f.name, scopes: words(&f.scopes) };
     let (client, secret) = state
         .services

@@ -69,7 +69,11 @@ impl Browser {
     }
 
     async fn click(&self, css: &str) {
-        self.client.wait().for_element(Locator::Css(css)).await.unwrap().click().await.unwrap();
+        let found = self.client.wait().at_most(Duration::from_secs(10)).for_element(Locator::Css(css)).await;
+        match found {
+            Ok(element) => element.click().await.unwrap(),
+            Err(e) => panic!("{css}: {e}; page: {}", self.client.source().await.unwrap_or_default()),
+        }
     }
 
     async fn fill(&self, css: &str, value: &str) {
@@ -213,11 +217,42 @@ async fn security_tab_flow_in_a_real_browser() {
     assert!(audit.contains("security_token.activated") && audit.contains("token.revoked"), "{audit}");
     browser.assert_no_token_exposed().await;
 
+    // A form whose CSRF field was removed is refused, and nothing changes.
+    browser.client.goto(&app.url("/dashboard/security")).await.unwrap();
+    browser
+        .client
+        .execute("document.querySelector('#deactivate-token').form.querySelector('input[name=csrf]').remove();", vec![])
+        .await
+        .unwrap();
+    browser.click("#deactivate-token").await;
+    assert_eq!(browser.text("#error-message").await, "The form expired. Reload the page and try again.");
+    assert_eq!(app.security_token(&acc).await["status"], "active");
+
     // Log out: the session is gone, the pages want a login again.
+    browser.client.goto(&app.url("/dashboard/security")).await.unwrap();
     browser.click("#logout").await;
     browser.client.wait().for_element(Locator::Css("#login-form")).await.unwrap();
     browser.client.goto(&app.url("/dashboard/tokens")).await.unwrap();
     browser.client.wait().for_element(Locator::Css("#login-form")).await.unwrap();
+
+    // A viewer sees the Security tab without its buttons; forcing the action is refused.
+    member(&app, &acc, "viewer@example.com", "viewer").await;
+    browser.login(&app, "viewer@example.com").await;
+    assert_eq!(browser.text("#token-status").await, "Active");
+    assert!(browser.client.find(Locator::Css("#deactivate-token")).await.is_err());
+    assert!(browser.client.find(Locator::Css("#configure-now")).await.is_err());
+    browser
+        .client
+        .execute(
+            "const f = document.createElement('form'); f.method = 'post'; f.action = '/dashboard/security/deactivate';\
+             const c = document.querySelector('input[name=csrf]').cloneNode(); f.appendChild(c);\
+             document.body.appendChild(f); f.submit();",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(browser.text("#error-message").await, "Your role does not allow this.");
+    assert_eq!(app.security_token(&acc).await["status"], "active");
     browser.client.clone().close().await.unwrap();
 }
 
@@ -356,6 +391,22 @@ async fn sessions_csrf_roles_and_headers() {
     let (s, html) = owner.post("/dashboard/instances", &form).await;
     assert_eq!(s, StatusCode::OK);
     assert!(html.contains("tgi_") && html.contains(">shop<"));
+
+    // Bad input: a clear message, in the visitor's language.
+    let form = [("csrf", owner.csrf.as_str()), ("name", "x"), ("scopes", "not a scope!")];
+    let (s, html) = owner.post("/dashboard/tokens", &form).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(html.contains("List 1 to 100 scopes"), "{html}");
+    let res = owner
+        .http
+        .post(app.url("/dashboard/tokens"))
+        .header("cookie", format!("{}; lang=pt-BR", owner.cookies))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(res.text().await.unwrap().contains("Informe de 1 a 100 escopos"));
 
     // Accept-Language: pt-BR without a session: the login form in Portuguese.
     let res = app.http.get(app.url("/")).header("accept-language", "pt-BR,pt;q=0.9").send().await.unwrap();
