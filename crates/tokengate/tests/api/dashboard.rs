@@ -281,6 +281,15 @@ async fn portuguese_from_accept_language_in_a_real_browser() {
     browser.client.clone().close().await.unwrap();
 }
 
+/// Moves every session's `column` back by `minutes`, in the SQLite store itself.
+async fn age_sessions(app: &TestApp, column: &str, minutes: i64) {
+    use sqlx::Connection;
+    let url = format!("sqlite://{}", app.data_dir().join("tokengate.db").display());
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    let sql = format!("UPDATE sessions SET {column} = {column} - {}", minutes * 60_000);
+    sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await.unwrap();
+}
+
 /// A plain HTTP client with the session's cookies, for what a browser would not do.
 struct Visitor<'a> {
     app: &'a TestApp,
@@ -423,6 +432,15 @@ async fn sessions_csrf_roles_and_headers() {
     let (s, _) = app.admin(Method::DELETE, &format!("/v1/members/{viewer_id}"), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(viewer.get("/dashboard/security").await.0, StatusCode::SEE_OTHER);
+
+    // Sessions end after 30 idle minutes and after 12 hours whatever the activity: age the
+    // stored session (the clock is the store's record, not the cookie's Max-Age).
+    for (column, minutes) in [("last_seen_at", 31), ("created_at", 12 * 60 + 1)] {
+        let (fresh, _) = Visitor::login(&app, "owner@example.com", PASSWORD).await;
+        assert_eq!(fresh.get("/dashboard/security").await.0, StatusCode::OK);
+        age_sessions(&app, column, minutes).await;
+        assert_eq!(fresh.get("/dashboard/security").await.0, StatusCode::SEE_OTHER, "{column}");
+    }
 
     // Logging out ends the session on the server, not only in the browser.
     let old_cookie = owner.cookies.clone();

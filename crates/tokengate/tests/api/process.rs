@@ -327,6 +327,37 @@ async fn no_secret_reaches_the_log_and_sigterm_drains() {
         server.get(&ruled_path, &[("Client-Token", &ct), ("Authorization", &jwt_bearer)]).await.0,
         StatusCode::UNAUTHORIZED
     );
+    // A dashboard login: the session id must not reach the log either.
+    let (_, member) = server
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{acc}/members"),
+            Some(json!({"email": "log@example.com", "password": "correct horse battery", "role": "owner"})),
+        )
+        .await;
+    assert!(member["id"].is_string(), "{member}");
+    let no_redirect = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let login_page = no_redirect.get(server.url("/")).send().await.unwrap();
+    let login_cookie = login_page.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let html = login_page.text().await.unwrap();
+    let at = html.find("name=\"csrf\" value=\"").unwrap() + 19;
+    let csrf = html[at..].split('"').next().unwrap().to_string();
+    let logged_in = no_redirect
+        .post(server.url("/login"))
+        .header("cookie", &login_cookie)
+        .form(&[("csrf", csrf.as_str()), ("email", "log@example.com"), ("password", "correct horse battery")])
+        .send()
+        .await
+        .unwrap();
+    let session = logged_in
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .find(|c| c.starts_with("tg_session="))
+        .expect("a session cookie");
+    secrets.push(session.split(';').next().unwrap().trim_start_matches("tg_session=").to_string());
+    secrets.push("correct horse battery".to_string());
     let gw = format!("/instances/{id}/token/{itoken}");
     server.get(&format!("{gw}/ok"), &[("Client-Token", &ct)]).await;
     server.get(&format!("{gw}/missing"), &[]).await;
