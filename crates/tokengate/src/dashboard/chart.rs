@@ -26,7 +26,7 @@ fn nice_ceiling(n: u64) -> u64 {
     let mut scale = 1u64;
     loop {
         for step in [1, 2, 5] {
-            let candidate = step * scale;
+            let candidate = scale.saturating_mul(step);
             if candidate >= n.max(1) {
                 return candidate;
             }
@@ -138,6 +138,7 @@ mod tests {
         assert_eq!(nice_ceiling(7), 10);
         assert_eq!(nice_ceiling(11), 20);
         assert_eq!(nice_ceiling(4_999), 5_000);
+        assert_eq!(nice_ceiling(u64::MAX), u64::MAX);
     }
 
     #[test]

@@ -301,11 +301,11 @@ pub struct LangQuery {
 /// The language switch: remembered in a cookie for a year, then back to the page.
 pub async fn switch_language(State(state): State<DashState>, Query(q): Query<LangQuery>) -> Response {
     let lang = Lang::parse(&q.to).unwrap_or(Lang::En);
-    let back = if q.back.starts_with('/') && !q.back.starts_with("//") && !q.back.contains('\\') {
-        q.back
-    } else {
-        "/".into()
-    };
+    // Only a path of this site, in plain visible ASCII: no open redirect, and nothing
+    // that could not be a header value.
+    let local = q.back.starts_with('/') && !q.back.starts_with("//") && !q.back.contains('\\');
+    let back =
+        if local && q.back.len() <= 512 && q.back.bytes().all(|b| b.is_ascii_graphic()) { q.back } else { "/".into() };
     let cookie = set_cookie(LANG_COOKIE, lang.tag(), 365 * 24 * 3600, state.secure_cookies);
     ([(header::SET_COOKIE, cookie)], Redirect::to(&back)).into_response()
 }

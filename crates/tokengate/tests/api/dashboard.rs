@@ -417,6 +417,19 @@ async fn sessions_csrf_roles_and_headers() {
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(res.text().await.unwrap().contains("Informe de 1 a 100 escopos"));
 
+    // The language switch only goes back to a path of this site.
+    for (back, expected) in [
+        ("/dashboard/tokens", "/dashboard/tokens"),
+        ("//evil.example/", "/"),
+        ("https://evil.example/", "/"),
+        ("/%0d%0aSet-Cookie:%20x=1", "/"),
+    ] {
+        let res = owner.http.get(app.url(&format!("/lang?to=pt-BR&back={back}"))).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::SEE_OTHER, "{back}");
+        assert_eq!(res.headers()["location"], expected, "{back}");
+        assert!(res.headers()["set-cookie"].to_str().unwrap().starts_with("lang=pt-BR;"));
+    }
+
     // Accept-Language: pt-BR without a session: the login form in Portuguese.
     let res = app.http.get(app.url("/")).header("accept-language", "pt-BR,pt;q=0.9").send().await.unwrap();
     let html = res.text().await.unwrap();
