@@ -92,6 +92,7 @@ oauth-title = OAuth clients
 oauth-create = Create a client
 oauth-client-id = Client ID
 oauth-secret-once = Client secret (shown once)
+oauth-delete = Delete
 
 usage-title = Usage
 usage-account = Requests to this account's instances, last 24 hours

@@ -92,6 +92,7 @@ oauth-title = Clientes OAuth
 oauth-create = Criar um cliente
 oauth-client-id = Client ID
 oauth-secret-once = Client secret (exibido uma única vez)
+oauth-delete = Excluir
 
 usage-title = Uso
 usage-account = Requisições às instâncias desta conta, últimas 24 horas

@@ -75,6 +75,7 @@ pub fn router(services: Services) -> Router {
         .route("/dashboard/members", post(pages::create_member))
         .route("/dashboard/members/{id}/remove", post(pages::delete_member))
         .route("/dashboard/oauth-clients", get(pages::oauth_clients).post(pages::create_oauth_client))
+        .route("/dashboard/oauth-clients/{id}/delete", post(pages::delete_oauth_client))
         .route("/dashboard/usage", get(pages::usage))
         .route("/dashboard/audit", get(pages::audit))
         .route("/dashboard/2fa", get(login::twofa))

@@ -708,6 +708,24 @@ pub async fn create_oauth_client(
     oauth_page(&state, &user, Some((client.client_id.to_string(), secret.expose_secret().to_string()))).await
 }
 
+/// Deletes one of the account's OAuth clients; its access tokens stop working at once.
+pub async fn delete_oauth_client(
+    State(state): State<DashState>,
+    user: SessionUser,
+    Path(id): Path<String>,
+    f: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, DashError> {
+    form(f, &user)?;
+    require_token_role(&user)?;
+    let id: tokengate_core::ClientId = id.parse().map_err(|_| DashError::NotFound(user.lang))?;
+    state
+        .services
+        .delete_oauth_client(&user.actor(), user.member.account_id, id)
+        .await
+        .map_err(|e| DashError::service(e, user.lang))?;
+    oauth_page(&state, &user, None).await
+}
+
 #[derive(Template, WebTemplate)]
 #[template(path = "usage.html")]
 pub struct UsagePage {

@@ -201,6 +201,36 @@ async fn security_tab_flow_in_a_real_browser() {
     let (_, v) = app.verify(&app.admin_token, json!({"token": key})).await;
     assert_eq!(v["reason"], "revoked", "{v}");
 
+    // OAuth clients: create (client id and secret shown once), then use and delete.
+    browser.client.goto(&app.url("/dashboard/oauth-clients")).await.unwrap();
+    browser.fill("#oauth-name", "partner").await;
+    browser.fill("#oauth-scopes", "messages:send").await;
+    browser.click("#oauth-create").await;
+    let client_id = browser.text("#new-client-id").await;
+    let client_secret = browser.text("#new-token").await;
+    assert!(client_secret.starts_with("tgs_"), "{client_secret}");
+    let grant = [("grant_type", "client_credentials")];
+    let res = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    browser.click("#oauth-clients button.delete-client").await;
+    browser.client.wait().for_element(Locator::Css("#oauth-clients")).await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/oauth/token"))
+        .basic_auth(&client_id, Some(&client_secret))
+        .form(&grant)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+
     // The other pages render, with the charts and the audit trail.
     for (path, shot, marker) in [
         ("/dashboard/usage", "usage", "#usage-allowed"),
