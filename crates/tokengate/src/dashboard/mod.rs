@@ -56,6 +56,9 @@ pub fn router(services: Services) -> Router {
     let secure_cookies = services.config.cookie_secure
         || services.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
     let state = DashState { services, throttle: Arc::default(), secure_cookies };
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        drop(runtime.spawn_blocking(login::warm_up));
+    }
     Router::new()
         .route("/", get(login::home))
         .route("/login", post(login::login))
