@@ -37,6 +37,13 @@ use crate::{api, sync};
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
+impl PeerAddr {
+    /// The peer's IP address recorded on a request, if any.
+    pub fn ip_of(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
+        extensions.get::<PeerAddr>().map(|p| p.0.ip().to_canonical())
+    }
+}
+
 /// Opens the store the configuration names.
 pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     let store = match &config.database_url {

@@ -207,14 +207,7 @@ impl GatewayState {
         client: Option<IpAddr>,
         required: &[String],
     ) -> Result<Arc<LiveToken>, (Denial, Option<TokenId>)> {
-        let kind = TokenKind::of(presented).ok_or((Denial::Malformed, None))?;
-        let digest = token::parse(presented, kind.prefix()).map_err(|_| (Denial::Malformed, None))?;
-        let live = self
-            .tokens
-            .get(&key(&digest))
-            .map(|e| Arc::clone(e.value()))
-            .filter(|live| live.digest.ct_eq(&digest))
-            .ok_or((Denial::NotFound, None))?;
+        let live = self.find_token(presented).map_err(|denial| (denial, None))?;
         match live.credential.check(now, account, instance, client, required).and_then(|()| live.take()) {
             Ok(()) => Ok(live),
             // Another account's token is not counted against it here.
@@ -226,9 +219,18 @@ impl GatewayState {
     /// The API key or personal token whose secret this is, whatever its state (no rate
     /// limit spent): for introspection and revocation.
     pub fn lookup_token(&self, presented: &[u8]) -> Option<Arc<LiveToken>> {
-        let kind = TokenKind::of(presented)?;
-        let digest = token::parse(presented, kind.prefix()).ok()?;
-        self.tokens.get(&key(&digest)).map(|e| Arc::clone(e.value())).filter(|live| live.digest.ct_eq(&digest))
+        self.find_token(presented).ok()
+    }
+
+    /// Format and checksum, then lookup by digest (full digest compared in constant time).
+    fn find_token(&self, presented: &[u8]) -> Result<Arc<LiveToken>, Denial> {
+        let kind = TokenKind::of(presented).ok_or(Denial::Malformed)?;
+        let digest = token::parse(presented, kind.prefix()).map_err(|_| Denial::Malformed)?;
+        self.tokens
+            .get(&key(&digest))
+            .map(|e| Arc::clone(e.value()))
+            .filter(|live| live.digest.ct_eq(&digest))
+            .ok_or(Denial::NotFound)
     }
 
     /// Replaces everything with what the store holds now.

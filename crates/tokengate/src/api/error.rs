@@ -124,19 +124,23 @@ mod tests {
         }
     }
 
-    #[test]
-    fn oauth_errors_follow_rfc_6749() {
+    #[tokio::test]
+    async fn oauth_errors_follow_rfc_6749() {
         let cases = [
             (OAuthError::InvalidRequest("x".into()), 400, "invalid_request"),
             (OAuthError::InvalidClient, 401, "invalid_client"),
             (OAuthError::InvalidScope("x".into()), 400, "invalid_scope"),
             (OAuthError::UnsupportedGrantType, 400, "unsupported_grant_type"),
         ];
-        for (error, status, _code) in cases {
+        for (error, status, code) in cases {
             let response = error.into_response();
             assert_eq!(response.status().as_u16(), status);
             assert_eq!(response.headers()[header::CACHE_CONTROL], "no-store");
             assert_eq!(response.headers().contains_key(header::WWW_AUTHENTICATE), status == 401);
+            let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            assert_eq!(body["error"], code);
+            assert!(body["error_description"].is_string());
         }
     }
 

@@ -12,6 +12,7 @@ use tokengate_core::token::{self, Prefix};
 
 use super::error::ApiError;
 use crate::gateway::bearer_token;
+use crate::server::PeerAddr;
 use crate::service::{Actor, Services};
 
 /// A JSON body. Malformed JSON → 400, wrong fields or types → 422, another content
@@ -55,17 +56,15 @@ impl FromRequestParts<Services> for Admin {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, services: &Services) -> Result<Self, Self::Rejection> {
-        let presented = bearer_token(&parts.headers).ok_or(ApiError::Unauthorized)?;
-        let digest = token::parse(presented, Prefix::Admin).map_err(|_| ApiError::Unauthorized)?;
-        let id = services.state.admin_token_id(&digest).ok_or(ApiError::Unauthorized)?;
-        let ip = peer_ip(parts).map(|ip| ip.to_string());
-        Ok(Admin(Actor { name: format!("admin:{id}"), ip }))
+        admin_actor(&parts.headers, &parts.extensions, services).map(Admin).ok_or(ApiError::Unauthorized)
     }
 }
 
-/// The TCP peer's address, recorded by the accept loop.
-fn peer_ip(parts: &Parts) -> Option<std::net::IpAddr> {
-    parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip().to_canonical())
+/// The platform admin presenting `Authorization: Bearer tga_…`, as an audit actor.
+pub fn admin_actor(headers: &http::HeaderMap, extensions: &http::Extensions, services: &Services) -> Option<Actor> {
+    let digest = token::parse(bearer_token(headers)?, Prefix::Admin).ok()?;
+    let id = services.state.admin_token_id(&digest)?;
+    Some(Actor { name: format!("admin:{id}"), ip: PeerAddr::ip_of(extensions).map(|ip| ip.to_string()) })
 }
 
 /// Parses an id from a path; anything that is not one names nothing (404).
@@ -88,7 +87,7 @@ impl FromRequestParts<Services> for Verifier {
         if let Ok(digest) = token::parse(presented, Prefix::Admin) {
             return services.state.admin_token_id(&digest).map(|_| Verifier::Admin).ok_or(ApiError::Unauthorized);
         }
-        let ip = peer_ip(parts);
+        let ip = PeerAddr::ip_of(&parts.extensions);
         let required = ["tokens:verify".to_string()];
         match services.state.verify_token(presented, tokengate_core::Timestamp::now(), None, None, ip, &required) {
             Ok(live) if live.credential.kind == tokengate_core::TokenKind::ApiKey => {

@@ -12,8 +12,8 @@ use base64::Engine;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokengate_core::Timestamp;
-use tokengate_core::token::{self, Prefix};
 
+use super::extract::admin_actor;
 use crate::gateway::bearer_token;
 use crate::server::PeerAddr;
 use crate::service::{Introspection, OAuthError, ProtocolCaller, Services, TokenResponse};
@@ -22,7 +22,7 @@ use crate::service::{Introspection, OAuthError, ProtocolCaller, Services, TokenR
 pub struct Form {
     params: HashMap<String, String>,
     headers: HeaderMap,
-    peer: Option<String>,
+    extensions: http::Extensions,
 }
 
 impl<S: Send + Sync> FromRequest<S> for Form {
@@ -30,7 +30,7 @@ impl<S: Send + Sync> FromRequest<S> for Form {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let headers = req.headers().clone();
-        let peer = req.extensions().get::<PeerAddr>().map(|p| p.0.ip().to_canonical().to_string());
+        let extensions = req.extensions().clone();
         let form = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
             ct.split(';').next().is_some_and(|e| e.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
         });
@@ -46,7 +46,7 @@ impl<S: Send + Sync> FromRequest<S> for Form {
                 return Err(OAuthError::InvalidRequest(format!("parameter {name} is repeated")));
             }
         }
-        Ok(Form { params, headers, peer })
+        Ok(Form { params, headers, extensions })
     }
 }
 
@@ -88,14 +88,15 @@ fn client_credentials(form: &Form) -> Result<Option<(String, String)>, OAuthErro
 
 /// The caller of introspection and revocation: an OAuth client or the admin token.
 fn protocol_caller(s: &Services, form: &Form) -> Result<ProtocolCaller, OAuthError> {
-    if let Some(presented) = bearer_token(&form.headers) {
-        let digest = token::parse(presented, Prefix::Admin).map_err(|_| OAuthError::InvalidClient)?;
-        let id = s.state.admin_token_id(&digest).ok_or(OAuthError::InvalidClient)?;
-        return Ok(ProtocolCaller::Admin(crate::service::Actor { name: format!("admin:{id}"), ip: form.peer.clone() }));
+    if bearer_token(&form.headers).is_some() {
+        return admin_actor(&form.headers, &form.extensions, s)
+            .map(ProtocolCaller::Admin)
+            .ok_or(OAuthError::InvalidClient);
     }
     let (id, secret) = client_credentials(form)?.ok_or(OAuthError::InvalidClient)?;
     let client = s.state.oauth.authenticate_client(&id, secret.as_bytes()).ok_or(OAuthError::InvalidClient)?;
-    Ok(ProtocolCaller::Client(client, form.peer.clone()))
+    let ip = PeerAddr::ip_of(&form.extensions).map(|ip| ip.to_string());
+    Ok(ProtocolCaller::Client(client, ip))
 }
 
 fn no_store(mut response: Response) -> Response {

@@ -21,8 +21,8 @@ use super::error::DashError;
 use super::i18n::Lang;
 use super::pages::Page;
 use super::session::{
-    ABSOLUTE_TIMEOUT_SECONDS, LANG_COOKIE, LOGIN_COOKIE, SESSION_COOKIE, SessionUser, cookie, random_token,
-    same_secret, session_digest, set_cookie,
+    ABSOLUTE_TIMEOUT_SECONDS, CsrfForm, LANG_COOKIE, LOGIN_COOKIE, SESSION_COOKIE, SessionUser, checked_form, cookie,
+    has_csrf, random_token, same_secret, session_digest, set_cookie,
 };
 use crate::store::{SessionStore, StoreError};
 
@@ -50,34 +50,20 @@ pub struct TwoFaPage {
     error: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct LoginForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     email: String,
-    #[serde(default)]
     password: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct CodeForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     code: String,
-    #[serde(default)]
     secret: String,
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
-fn client_ip(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
-    extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip().to_canonical())
 }
 
 /// The login form, with a fresh login CSRF cookie; a member with a session goes on to
@@ -149,7 +135,7 @@ pub async fn login(
         return login_page(&state, lang, Some(lang.t("error-csrf")), StatusCode::FORBIDDEN);
     }
     let email = form.email.trim().to_lowercase();
-    let ip = client_ip(&extensions);
+    let ip = crate::server::PeerAddr::ip_of(&extensions);
     let now = std::time::Instant::now();
     if state.throttle.locked(&email, ip, now) {
         return login_page(&state, lang, Some(lang.t("login-locked")), StatusCode::TOO_MANY_REQUESTS);
@@ -259,7 +245,7 @@ pub async fn otp(
     if !same_secret(&form.csrf, &csrf) {
         return DashError::Csrf(lang).into_response();
     }
-    let ip = client_ip(&extensions);
+    let ip = crate::server::PeerAddr::ip_of(&extensions);
     let now = std::time::Instant::now();
     let email = session.member.email.clone();
     let failed = |status: StatusCode| {
@@ -289,18 +275,18 @@ pub async fn logout(
     user: SessionUser,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    let Ok(Form(form)) = form else { return Err(DashError::Csrf(user.lang)) };
-    user.check_csrf(&form.csrf)?;
+    checked_form(form, &user)?;
     state.services.store.delete_session(user.digest).await.map_err(|e| DashError::store(e, user.lang))?;
     let cookie = set_cookie(SESSION_COOKIE, "", 0, state.secure_cookies);
     Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response())
 }
 
-#[derive(Deserialize)]
+has_csrf!(CodeForm);
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct LangQuery {
-    #[serde(default)]
     to: String,
-    #[serde(default)]
     back: String,
 }
 
@@ -372,8 +358,7 @@ pub async fn enable_twofa(
     user: SessionUser,
     form: Result<Form<CodeForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    let Ok(Form(form)) = form else { return Err(DashError::Csrf(user.lang)) };
-    user.check_csrf(&form.csrf)?;
+    let form = checked_form(form, &user)?;
     let secret = Secret::Encoded(form.secret.clone()).to_bytes().ok().filter(|s| s.len() >= 16);
     let Some((secret, totp)) = secret.and_then(|s| totp(s.clone(), &user.member.email).map(|t| (s, t))) else {
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, enrollment(&user, None, Some(user.lang.t("twofa-bad-code"))))
@@ -399,8 +384,7 @@ pub async fn disable_twofa(
     user: SessionUser,
     form: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    let Ok(Form(form)) = form else { return Err(DashError::Csrf(user.lang)) };
-    user.check_csrf(&form.csrf)?;
+    checked_form(form, &user)?;
     let audit = user.actor().audit(Some(user.member.account_id), "member.totp_disabled", user.member.id);
     state
         .services

@@ -17,7 +17,7 @@ use super::DashState;
 use super::chart::{Series, stacked_bars};
 use super::error::DashError;
 use super::i18n::Lang;
-use super::session::SessionUser;
+use super::session::{CsrfForm, SessionUser, checked_form, has_csrf};
 use crate::service::{NewOAuthClient, NewToken, UsageBucket, UsageQuery};
 use crate::store::{AuditEntry, RateLimit, UsageKind, UsageStore};
 
@@ -83,29 +83,6 @@ fn show(t: Option<Timestamp>, lang: Lang) -> String {
         text.get(..16).map(|s| format!("{} UTC", s.replace('T', " "))).unwrap_or(text)
     })
     .unwrap_or_else(|| lang.t("never"))
-}
-
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
-fn form<T>(form: Result<Form<T>, FormRejection>, user: &SessionUser) -> Result<T, DashError>
-where
-    T: HasCsrf,
-{
-    let Ok(Form(form)) = form else { return Err(DashError::Invalid(user.lang, user.lang.t("error-csrf"))) };
-    user.check_csrf(form.csrf())?;
-    Ok(form)
-}
-
-pub trait HasCsrf {
-    fn csrf(&self) -> &str;
-}
-
-macro_rules! has_csrf {
-    ($($t:ty),*) => {$(impl HasCsrf for $t { fn csrf(&self) -> &str { &self.csrf } })*};
 }
 
 // ---- Security tab ----
@@ -233,7 +210,7 @@ pub async fn configure(
     user: SessionUser,
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    form(f, &user)?;
+    checked_form(f, &user)?;
     require_security_role(&user)?;
     let (secret, _) = state
         .services
@@ -243,11 +220,10 @@ pub async fn configure(
     security_page(&state, &user, Some(secret.expose_secret().to_string()), false, None).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct ActivateForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     confirm: String,
 }
 
@@ -257,7 +233,7 @@ pub async fn activate(
     user: SessionUser,
     f: Result<Form<ActivateForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    let f = form(f, &user)?;
+    let f = checked_form(f, &user)?;
     require_security_role(&user)?;
     let lang = user.lang;
     if f.confirm != "1" {
@@ -280,7 +256,7 @@ pub async fn deactivate(
     user: SessionUser,
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    form(f, &user)?;
+    checked_form(f, &user)?;
     require_security_role(&user)?;
     state
         .services
@@ -290,11 +266,10 @@ pub async fn deactivate(
     security_page(&state, &user, None, false, Some(user.lang.t("deactivated"))).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct RotateForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     grace_seconds: String,
 }
 
@@ -303,7 +278,7 @@ pub async fn rotate(
     user: SessionUser,
     f: Result<Form<RotateForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    let f = form(f, &user)?;
+    let f = checked_form(f, &user)?;
     require_security_role(&user)?;
     let grace = f
         .grace_seconds
@@ -373,21 +348,15 @@ pub async fn tokens(State(state): State<DashState>, user: SessionUser) -> Result
     tokens_page(&state, &user, None, None).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct TokenForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     kind: String,
-    #[serde(default)]
     scopes: String,
-    #[serde(default)]
     expires_days: String,
-    #[serde(default)]
     ip_allowlist: String,
-    #[serde(default)]
     rate_per_minute: String,
 }
 
@@ -467,7 +436,7 @@ pub async fn create_token(
     user: SessionUser,
     f: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    let f = form(f, &user)?;
+    let f = checked_form(f, &user)?;
     require_token_role(&user)?;
     let lang = user.lang;
     let kind = TokenKind::parse(&f.kind).unwrap_or(TokenKind::ApiKey);
@@ -510,7 +479,7 @@ pub async fn revoke_token(
     Path(id): Path<String>,
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    form(f, &user)?;
+    checked_form(f, &user)?;
     require_token_role(&user)?;
     let id = own_token(&state, &user, &id).await?;
     state.services.revoke_token(&user.actor(), id).await.map_err(|e| DashError::service(e, user.lang))?;
@@ -523,7 +492,7 @@ pub async fn rotate_token(
     Path(id): Path<String>,
     f: Result<Form<RotateForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    let f = form(f, &user)?;
+    let f = checked_form(f, &user)?;
     require_token_role(&user)?;
     let id = own_token(&state, &user, &id).await?;
     let grace = check::grace(&f.grace_seconds, user.lang)?;
@@ -562,13 +531,11 @@ pub async fn instances(State(state): State<DashState>, user: SessionUser) -> Res
     instances_page(&state, &user, None).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct InstanceForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     upstream_url: String,
 }
 
@@ -578,7 +545,7 @@ pub async fn create_instance(
     user: SessionUser,
     f: Result<Form<InstanceForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    let f = form(f, &user)?;
+    let f = checked_form(f, &user)?;
     require_security_role(&user)?;
     check::name(&f.name, user.lang)?;
     check::upstream(&f.upstream_url, user.lang)?;
@@ -595,15 +562,12 @@ pub async fn create_instance(
     instances_page(&state, &user, Some(token.expose_secret().to_string())).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct MemberForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     email: String,
-    #[serde(default)]
     password: String,
-    #[serde(default)]
     role: String,
 }
 
@@ -613,7 +577,7 @@ pub async fn create_member(
     user: SessionUser,
     f: Result<Form<MemberForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    let f = form(f, &user)?;
+    let f = checked_form(f, &user)?;
     require_security_role(&user)?;
     check::email(&f.email, user.lang)?;
     check::password(&f.password, user.lang)?;
@@ -637,7 +601,7 @@ pub async fn delete_member(
     Path(id): Path<String>,
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    form(f, &user)?;
+    checked_form(f, &user)?;
     require_security_role(&user)?;
     let id: tokengate_core::MemberId = id.parse().map_err(|_| DashError::NotFound(user.lang))?;
     let members =
@@ -680,13 +644,11 @@ pub async fn oauth_clients(State(state): State<DashState>, user: SessionUser) ->
     oauth_page(&state, &user, None).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct ClientForm {
-    #[serde(default)]
     csrf: String,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     scopes: String,
 }
 
@@ -695,7 +657,7 @@ pub async fn create_oauth_client(
     user: SessionUser,
     f: Result<Form<ClientForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    let f = form(f, &user)?;
+    let f = checked_form(f, &user)?;
     require_token_role(&user)?;
     check::name(&f.name, user.lang)?;
     check::scopes(&words(&f.scopes), user.lang)?;
@@ -715,7 +677,7 @@ pub async fn delete_oauth_client(
     Path(id): Path<String>,
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    form(f, &user)?;
+    checked_form(f, &user)?;
     require_token_role(&user)?;
     let id: tokengate_core::ClientId = id.parse().map_err(|_| DashError::NotFound(user.lang))?;
     state
@@ -736,9 +698,9 @@ pub struct UsagePage {
     chart: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct UsageParams {
-    #[serde(default)]
     token: Option<String>,
 }
 
@@ -814,4 +776,4 @@ pub async fn audit(State(state): State<DashState>, user: SessionUser) -> Result<
     Ok(AuditPage { page: Page::for_user(&user, "audit", "/dashboard/audit"), rows }.into_response())
 }
 
-has_csrf!(CsrfForm, ActivateForm, RotateForm, TokenForm, ClientForm, InstanceForm, MemberForm);
+has_csrf!(ActivateForm, RotateForm, TokenForm, ClientForm, InstanceForm, MemberForm);

@@ -91,10 +91,6 @@ pub fn session_digest(headers: &HeaderMap) -> Option<Digest> {
     cookie(headers, SESSION_COOKIE).filter(|v| v.len() <= 64).map(|v| Digest::of(v.as_bytes()))
 }
 
-pub fn peer_ip(parts: &Parts) -> Option<IpAddr> {
-    parts.extensions.get::<crate::server::PeerAddr>().map(|p| p.0.ip().to_canonical())
-}
-
 impl FromRequestParts<DashState> for SessionUser {
     type Rejection = DashError;
 
@@ -118,8 +114,44 @@ impl FromRequestParts<DashState> for SessionUser {
         if now.as_millis() - session.last_seen_at.as_millis() > 60_000 {
             let _ = store.touch_session(digest, now).await;
         }
-        Ok(SessionUser { member: session.member, csrf: session.csrf, lang, digest, ip: peer_ip(parts) })
+        Ok(SessionUser {
+            member: session.member,
+            csrf: session.csrf,
+            lang,
+            digest,
+            ip: crate::server::PeerAddr::ip_of(&parts.extensions),
+        })
     }
+}
+
+/// A form with nothing but its CSRF token.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+/// Forms that carry the session's CSRF token.
+pub trait HasCsrf {
+    fn csrf(&self) -> &str;
+}
+
+macro_rules! has_csrf {
+    ($($t:ty),*) => {$(impl $crate::dashboard::session::HasCsrf for $t { fn csrf(&self) -> &str { &self.csrf } })*};
+}
+pub(crate) use has_csrf;
+
+has_csrf!(CsrfForm);
+
+/// A posted form whose CSRF field matches the session's; anything else is refused
+/// (403) before the form's content is looked at.
+pub fn checked_form<T: HasCsrf>(
+    form: Result<axum::Form<T>, axum::extract::rejection::FormRejection>,
+    user: &SessionUser,
+) -> Result<T, DashError> {
+    let Ok(axum::Form(form)) = form else { return Err(DashError::Csrf(user.lang)) };
+    user.check_csrf(form.csrf())?;
+    Ok(form)
 }
 
 /// Back-off after failed logins, per email and per client address: from the fifth

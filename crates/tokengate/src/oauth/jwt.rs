@@ -50,12 +50,13 @@ pub struct Expect<'a> {
     pub typ: Option<&'a [&'a str]>,
 }
 
-/// Verifies `token` against `keys` and returns its claims.
+/// Verifies `token` against `keys` and returns its claims and the `kid` of the key
+/// that verified it.
 pub fn verify<T: DeserializeOwned>(
     token: &[u8],
     keys: &HashMap<String, VerifyKey>,
     expect: &Expect<'_>,
-) -> Result<T, JwtError> {
+) -> Result<(T, String), JwtError> {
     if token.len() > MAX_JWT_BYTES || token.iter().filter(|b| **b == b'.').count() != 2 {
         return Err(JwtError::Malformed);
     }
@@ -83,7 +84,8 @@ pub fn verify<T: DeserializeOwned>(
         None => validation.validate_aud = false,
     }
     validation.set_required_spec_claims(&required);
-    decode::<T>(token, &key.key, &validation).map(|data| data.claims).map_err(|e| match e.kind() {
+    let kid = key.kid.clone();
+    decode::<T>(token, &key.key, &validation).map(|data| (data.claims, kid)).map_err(|e| match e.kind() {
         ErrorKind::InvalidSignature => JwtError::BadSignature,
         ErrorKind::InvalidAlgorithm => JwtError::WrongAlgorithm,
         ErrorKind::ExpiredSignature => JwtError::Expired,

@@ -13,7 +13,7 @@ use crate::store::SigningKeyRecord;
 use tokengate_core::Timestamp;
 
 /// The algorithms tokengate signs with (SPEC §2). EdDSA is the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SigningAlg {
     #[default]
     EdDSA,

@@ -68,19 +68,14 @@ pub struct LiveClient {
     digest: Digest,
 }
 
-/// Which kind of JWT was verified.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JwtKind {
-    /// An access token from `/oauth/token`.
-    Access,
-    /// A token of one of the account's trusted issuers.
-    External,
-}
-
-/// A JWT that verified: what the gateway and introspection need of it.
+/// A JWT that verified (an access token from `/oauth/token`, or a token of one of the
+/// account's trusted issuers): what the gateway and introspection need of it.
 #[derive(Debug)]
 pub struct VerifiedJwt {
-    pub kind: JwtKind,
+    /// The key that verified it, and for a trusted issuer's token that issuer (as loaded
+    /// then): a cached verification holds only while both are still current.
+    pub kid: String,
+    pub issuer: Option<Arc<IssuerKeys>>,
     pub account_id: AccountId,
     pub subject: String,
     pub jti: Option<String>,
@@ -110,7 +105,8 @@ impl VerifiedJwt {
 }
 
 /// Verified tokens, so that a token used again costs a hash lookup instead of a
-/// signature check. Revocation, expiry and scopes are still checked on every use.
+/// signature check. Revocation, expiry, the client, scopes and that the verifying key is
+/// still loaded are checked on every use.
 const VERIFIED_CACHE_MAX: usize = 100_000;
 
 pub struct OAuthState {
@@ -222,7 +218,6 @@ impl OAuthState {
             }
         }
         self.keyring.store(Arc::new(ring));
-        self.verified.clear();
     }
 
     pub async fn reload_clients(&self, store: &SqlStore) -> StoreResult<()> {
@@ -274,7 +269,6 @@ impl OAuthState {
             by_account.entry(config.account_id).or_default().push(entry);
         }
         self.issuers.store(Arc::new(by_account));
-        self.verified.clear();
         Ok(())
     }
 
@@ -304,12 +298,13 @@ impl OAuthState {
         let expected_aud = account.map(audience);
         let expect = Expect { issuer: &self.issuer, audience: expected_aud.as_deref(), typ: Some(ACCESS_TOKEN_TYPES) };
         let ring = self.keyring.load();
-        let claims: AccessClaims = jwt::verify(presented, &ring.verify, &expect).map_err(denial)?;
+        let (claims, kid): (AccessClaims, String) = jwt::verify(presented, &ring.verify, &expect).map_err(denial)?;
         let account_id = account_of_audience(&claims.aud).ok_or(Denial::NotFound)?;
         let client_id = claims.client_id.parse().map_err(|_| Denial::NotFound)?;
         let scopes = claims.scope.split_ascii_whitespace().map(str::to_string).collect();
         let verified = VerifiedJwt {
-            kind: JwtKind::Access,
+            kid,
+            issuer: None,
             account_id,
             scopes_header: HeaderValue::from_str(&claims.scope).map_err(|_| Denial::NotFound)?,
             token_id_header: HeaderValue::from_str(&claims.jti).ok(),
@@ -324,6 +319,23 @@ impl OAuthState {
         };
         self.still_current(&verified, now)?;
         Ok(Arc::new(verified))
+    }
+
+    /// Whether the key (and, for an IdP token, the trusted issuer) that verified a cached
+    /// token is still loaded: a rotated-out key, an issuer removed or reconfigured, or a
+    /// key the IdP no longer publishes sends the token through full verification again.
+    fn verified_by_current_key(&self, jwt: &VerifiedJwt) -> bool {
+        match &jwt.issuer {
+            None => self.keyring.load().verify.contains_key(&jwt.kid),
+            Some(issuer) => {
+                issuer.keys().contains_key(&jwt.kid)
+                    && self
+                        .issuers
+                        .load()
+                        .get(&jwt.account_id)
+                        .is_some_and(|list| list.iter().any(|i| Arc::ptr_eq(i, issuer)))
+            }
+        }
     }
 
     /// Revocation and the client's existence: checked on every use.
@@ -354,7 +366,7 @@ impl OAuthState {
         }
         let cache_key = Digest::of(presented).0;
         let verified = match self.verified.get(&cache_key).map(|e| Arc::clone(e.value())) {
-            Some(hit) if hit.account_id == account => {
+            Some(hit) if hit.account_id == account && self.verified_by_current_key(&hit) => {
                 self.still_current(&hit, now)?;
                 hit
             }
@@ -389,8 +401,8 @@ impl OAuthState {
             .and_then(|list| list.iter().find(|i| i.config.issuer == iss))
             .ok_or(Denial::NotFound)?;
         let expect = Expect { issuer: &issuer.config.issuer, audience: Some(&issuer.config.audience), typ: None };
-        let claims: serde_json::Map<String, serde_json::Value> = jwt::verify(presented, &issuer.keys(), &expect)
-            .map_err(|e| {
+        let (claims, kid): (serde_json::Map<String, serde_json::Value>, String) =
+            jwt::verify(presented, &issuer.keys(), &expect).map_err(|e| {
                 if e == JwtError::UnknownKey {
                     issuer.unknown_kid(&self.fetcher);
                 }
@@ -406,7 +418,8 @@ impl OAuthState {
         let subject = claims.get("sub").and_then(|v| v.as_str()).unwrap_or_default().to_string();
         let jti = claims.get("jti").and_then(|v| v.as_str()).map(str::to_string);
         let verified = VerifiedJwt {
-            kind: JwtKind::External,
+            kid,
+            issuer: Some(Arc::clone(issuer)),
             account_id: account,
             scopes_header: HeaderValue::from_str(&scopes.join(" ")).map_err(|_| Denial::NotFound)?,
             token_id_header: jti.as_deref().and_then(|j| HeaderValue::from_str(j).ok()),
@@ -445,10 +458,6 @@ impl OAuthState {
         };
         let token = signer.sign(&claims).map_err(|_| IssueError::Signing)?;
         Ok((token, claims))
-    }
-
-    pub fn client(&self, id: ClientId) -> Option<Arc<LiveClient>> {
-        self.clients.load().get(&id).cloned()
     }
 }
 
@@ -526,5 +535,10 @@ mod tests {
         state.revoked.store(Arc::new(HashMap::new()));
         state.set_clients(vec![]);
         assert_eq!(state.verify_bearer_jwt(token.as_bytes(), now, account, &required).unwrap_err(), Denial::Revoked);
+        state.set_clients(vec![(client.clone(), Digest::of(b"x"))]);
+        assert!(state.verify_bearer_jwt(token.as_bytes(), now, account, &required).is_ok());
+        // Its key rotated out of the ring (not merely retired): the cached verification goes.
+        state.set_keys(&[keys::generate(keys::SigningAlg::EdDSA, &state.master_key, now).unwrap()]);
+        assert_eq!(state.verify_bearer_jwt(token.as_bytes(), now, account, &required).unwrap_err(), Denial::NotFound);
     }
 }

@@ -11,8 +11,8 @@ use tokengate_core::{AccountId, ClientId, Digest, IssuerId, Timestamp};
 
 use super::accounts::not_found;
 use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
+use crate::oauth::LiveClient;
 use crate::oauth::keys::{self, SigningAlg};
-use crate::oauth::{JwtKind, LiveClient};
 use crate::store::{Change, OAuthClient, OAuthStore, RevokedJti, TrustedIssuer};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -302,7 +302,7 @@ impl Services {
         let presented = presented.trim().as_bytes();
         let now = Timestamp::now();
         if let Ok(jwt) = self.state.oauth.verify_access_token(presented, now, None) {
-            if !caller.may_see(jwt.account_id) || jwt.kind != JwtKind::Access {
+            if !caller.may_see(jwt.account_id) {
                 return Introspection::default();
             }
             return Introspection {

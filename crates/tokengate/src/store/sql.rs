@@ -164,6 +164,10 @@ pub(super) fn is_unique_violation(e: &sqlx::Error) -> bool {
     e.as_database_error().is_some_and(|d| d.is_unique_violation())
 }
 
+pub(super) fn is_foreign_key_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error().is_some_and(|d| d.is_foreign_key_violation())
+}
+
 pub(super) fn parse_id<T: FromStr>(s: &str) -> StoreResult<T> {
     s.parse().map_err(|_| StoreError::Corrupt(format!("bad id {s:?}")))
 }

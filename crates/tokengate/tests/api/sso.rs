@@ -174,9 +174,11 @@ async fn status(app: &TestApp, inst: &(String, String), token: &str) -> StatusCo
     app.bearer(inst, Method::POST, "/send-text", Some(token)).await.status()
 }
 
-/// Waits (bounded) until a token is accepted: JWKS fetches run in the background.
+/// Waits until a token is accepted: JWKS fetches run in the background. The 20 s
+/// bound only keeps a broken build from hanging; it measures nothing (a fetch on
+/// loopback takes milliseconds).
 async fn until_accepted(app: &TestApp, inst: &(String, String), token: &str) {
-    for _ in 0..100 {
+    for _ in 0..400 {
         if status(app, inst, token).await == StatusCode::OK {
             return;
         }
@@ -349,6 +351,26 @@ async fn jwks_refresh_on_unknown_kid() {
     assert_eq!(status(&app, &inst, &token).await, StatusCode::UNAUTHORIZED);
     until_accepted(&app, &inst, &token).await;
     assert!(idp.state.fetches.load(Ordering::SeqCst) > fetched);
+
+    // The IdP withdraws the first key: once the gateway has fetched the JWKS again, a
+    // token of that key is refused although its verification was cached.
+    let old = sign(&first, &claims, |_| {});
+    assert_eq!(status(&app, &inst, &old).await, StatusCode::OK);
+    idp.publish(&[&second]);
+    let third = key(SigningAlg::EdDSA);
+    let fetched = idp.state.fetches.load(Ordering::SeqCst);
+    assert_eq!(status(&app, &inst, &sign(&third, &claims, |_| {})).await, StatusCode::UNAUTHORIZED);
+    // Hang guard (20 s), not a speed check.
+    for _ in 0..1000 {
+        if idp.state.fetches.load(Ordering::SeqCst) > fetched
+            && status(&app, &inst, &old).await == StatusCode::UNAUTHORIZED
+        {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status(&app, &inst, &old).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(status(&app, &inst, &token).await, StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -369,7 +391,8 @@ async fn idp_down_cached_keys_keep_working() {
     // triggered is still hanging: the request did not wait for it.
     idp.set_mode(Mode::Hang);
     assert_eq!(status(&app, &inst, &sign(&unknown, &claims, |_| {})).await, StatusCode::UNAUTHORIZED);
-    for _ in 0..100 {
+    // Hang guards (20 s), not speed checks: the condition is awaited, not timed.
+    for _ in 0..1000 {
         if idp.state.pending.load(Ordering::SeqCst) > 0 {
             break;
         }
@@ -379,7 +402,8 @@ async fn idp_down_cached_keys_keep_working() {
     // Known keys keep working meanwhile, and after the fetch fails.
     assert_eq!(status(&app, &inst, &good).await, StatusCode::OK);
     idp.set_mode(Mode::Fail);
-    for _ in 0..100 {
+    // Hang guards (20 s), not speed checks: the condition is awaited, not timed.
+    for _ in 0..1000 {
         if idp.state.pending.load(Ordering::SeqCst) == 0 {
             break;
         }

@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use tokengate_core::{AccountId, ClientId, Digest, IssuerId, Timestamp};
 
-use super::{SqlStore, digest, is_unique_violation, parse_id};
+use super::{SqlStore, digest, is_foreign_key_violation, is_unique_violation, parse_id};
 use crate::store::{
     AuditEntry, Change, OAuthClient, OAuthStore, RevokedJti, SigningKeyRecord, StoreError, StoreResult, TrustedIssuer,
 };
@@ -105,7 +105,7 @@ impl OAuthStore for SqlStore {
         .execute(&mut *tx)
         .await;
         match inserted {
-            Err(e) if e.as_database_error().is_some_and(|d| d.is_foreign_key_violation()) => {
+            Err(e) if is_foreign_key_violation(&e) => {
                 return Err(StoreError::NotFound);
             }
             other => other?,
@@ -191,7 +191,7 @@ impl OAuthStore for SqlStore {
             Err(e) if is_unique_violation(&e) => {
                 return Err(StoreError::Conflict("this account already trusts this issuer"));
             }
-            Err(e) if e.as_database_error().is_some_and(|d| d.is_foreign_key_violation()) => {
+            Err(e) if is_foreign_key_violation(&e) => {
                 return Err(StoreError::NotFound);
             }
             other => other?,
