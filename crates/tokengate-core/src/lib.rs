@@ -6,7 +6,9 @@
 
 pub mod allowlist;
 pub mod credential;
+pub mod forwarded;
 pub mod ids;
+pub mod path;
 pub mod rules;
 pub mod security_token;
 pub mod timestamp;
@@ -14,7 +16,9 @@ pub mod token;
 
 pub use allowlist::IpAllowlist;
 pub use credential::{Credential, Denial, TokenKind};
+pub use forwarded::{ClientIp, ViaMarker};
 pub use ids::{AccountId, AuditId, ClientId, InstanceId, IssuerId, MemberId, TokenId};
+pub use path::{PathError, canonical_tail};
 pub use rules::{Rule, RuleSet};
 pub use security_token::{ClientTokenCheck, SecurityTokenPolicy, SecurityTokenStatus};
 pub use timestamp::Timestamp;

@@ -2,8 +2,12 @@
 //! rule whose methods and path glob match the request decides which scopes a bearer
 //! token must hold; a request no rule matches is refused.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use wildmatch::WildMatch;
+
+use crate::path::route_form;
 
 /// One rule as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -103,6 +107,28 @@ impl RuleSet {
             })
             .map(|(rule, _)| rule)
     }
+
+    /// The scopes a request needs, given its canonical tail (see [`crate::path`]).
+    /// When the tail has a second spelling a lenient upstream would route the same way
+    /// (`;` parameters, a trailing `/`), the rules each spelling matches all apply, so
+    /// neither spelling reaches a route under weaker rules. `None` when no rule matches
+    /// any spelling: the request is refused.
+    pub fn required_scopes(&self, method: &str, canonical: &str) -> Option<Cow<'_, [String]>> {
+        let exact = self.matching(method, canonical);
+        let Some(other) = route_form(canonical) else {
+            return exact.map(|r| Cow::Borrowed(r.scopes.as_slice()));
+        };
+        match (exact, self.matching(method, &other)) {
+            (None, None) => None,
+            (Some(r), None) | (None, Some(r)) => Some(Cow::Borrowed(r.scopes.as_slice())),
+            (Some(a), Some(b)) if std::ptr::eq(a, b) => Some(Cow::Borrowed(a.scopes.as_slice())),
+            (Some(a), Some(b)) => {
+                let mut all = a.scopes.clone();
+                all.extend(b.scopes.iter().filter(|s| !a.scopes.contains(s)).cloned());
+                Some(Cow::Owned(all))
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -127,6 +153,45 @@ mod tests {
         assert_eq!(set.matching("GET", "/status").unwrap().scopes, ["instance:read"]);
         let only_send = RuleSet::new(vec![rule(&["POST"], "/send-*", &[])]).unwrap();
         assert!(only_send.matching("POST", "/status").is_none());
+    }
+
+    #[test]
+    fn every_spelling_of_a_route_needs_its_rule() {
+        let set =
+            RuleSet::new(vec![rule(&["POST"], "/send-text", &["messages:send"]), rule(&[], "/*", &["instance:read"])])
+                .unwrap();
+        let need = |path: &str| set.required_scopes("POST", path).map(|s| s.into_owned());
+        assert_eq!(need("/send-text"), Some(vec!["messages:send".to_string()]));
+        assert_eq!(need("/status"), Some(vec!["instance:read".to_string()]));
+        let both = Some(vec!["instance:read".to_string(), "messages:send".to_string()]);
+        assert_eq!(need("/send-text;x=1"), both);
+        assert_eq!(need("/send-text%3Bx"), both);
+        assert_eq!(need("/send-text/"), both);
+        let only = RuleSet::new(vec![rule(&[], "/items/", &["items:read"])]).unwrap();
+        assert_eq!(only.required_scopes("GET", "/items/").map(|s| s.into_owned()), Some(vec!["items:read".into()]));
+        assert_eq!(only.required_scopes("GET", "/other/"), None);
+    }
+
+    proptest::proptest! {
+        /// A tail and its route form never need fewer scopes than either one alone.
+        #[test]
+        fn spellings_only_add_requirements(tail in "(/[a-z;=]{0,6}){1,4}/?") {
+            let set = RuleSet::new(vec![
+                rule(&[], "/a*", &["a:x"]),
+                rule(&[], "/b/*", &["b:x"]),
+                rule(&[], "/*", &["any:read"]),
+            ]).unwrap();
+            if let Some(need) = set.required_scopes("GET", &tail) {
+                if let Some(r) = set.matching("GET", &tail) {
+                    proptest::prop_assert!(r.scopes.iter().all(|s| need.contains(s)));
+                }
+                if let Some(form) = route_form(&tail) && let Some(r) = set.matching("GET", &form) {
+                    proptest::prop_assert!(r.scopes.iter().all(|s| need.contains(s)));
+                }
+            } else {
+                proptest::prop_assert!(set.matching("GET", &tail).is_none());
+            }
+        }
     }
 
     #[test]
