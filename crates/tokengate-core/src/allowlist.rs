@@ -41,6 +41,13 @@ impl IpAllowlist {
         self.0.iter().any(|net| net.contains(&ip))
     }
 
+    /// Whether `ip` is inside one of the listed networks (never, for an empty list):
+    /// for deny lists, where empty means "nothing".
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+
     pub fn to_strings(&self) -> Vec<String> {
         self.0.iter().map(ToString::to_string).collect()
     }

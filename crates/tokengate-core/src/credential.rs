@@ -2,13 +2,12 @@
 //! API check them: the decision for one presented token, without IO. Rate limits are
 //! stateful and live with the caller.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use crate::rules::grants;
-use crate::{AccountId, InstanceId, IpAllowlist, Prefix, Timestamp, TokenId};
+use crate::{AccountId, ClientIp, InstanceId, IpAllowlist, Prefix, Timestamp, TokenId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -103,7 +102,7 @@ impl Credential {
         now: Timestamp,
         account: Option<AccountId>,
         instance: Option<InstanceId>,
-        client: Option<IpAddr>,
+        client: Option<ClientIp>,
         required: &[String],
     ) -> Result<(), Denial> {
         if self.revoked_at.is_some_and(|at| at <= now) {
@@ -118,7 +117,7 @@ impl Credential {
         if instance.is_some_and(|i| !self.instance_ids.is_empty() && !self.instance_ids.contains(&i)) {
             return Err(Denial::NotForHere);
         }
-        if client.is_some_and(|ip| !self.ip_allowlist.allows(ip)) {
+        if client.is_some_and(|c| !c.allowed_by(&self.ip_allowlist)) {
             return Err(Denial::IpNotAllowed);
         }
         match required.iter().find(|scope| !grants(&self.scopes, scope)) {
@@ -149,15 +148,19 @@ mod tests {
     fn every_reason() {
         let c = credential();
         let now = Timestamp::from_millis(5_000);
-        let ip: IpAddr = "10.1.1.1".parse().unwrap();
+        let ip = ClientIp::Known("10.1.1.1".parse().unwrap());
         let need = |s: &[&str]| s.iter().map(|x| x.to_string()).collect::<Vec<_>>();
         assert_eq!(c.check(now, Some(c.account_id), None, Some(ip), &need(&["messages:send"])), Ok(()));
         assert_eq!(
             c.check(now, None, None, Some(ip), &need(&["groups:write"])),
             Err(Denial::InsufficientScope("groups:write".into()))
         );
-        assert_eq!(c.check(now, None, None, Some("192.0.2.1".parse().unwrap()), &[]), Err(Denial::IpNotAllowed));
-        assert_eq!(c.check(now, None, None, Some("::1".parse().unwrap()), &[]), Ok(()));
+        assert_eq!(
+            c.check(now, None, None, Some(ClientIp::Known("192.0.2.1".parse().unwrap())), &[]),
+            Err(Denial::IpNotAllowed)
+        );
+        assert_eq!(c.check(now, None, None, Some(ClientIp::Known("::1".parse().unwrap())), &[]), Ok(()));
+        assert_eq!(c.check(now, None, None, Some(ClientIp::Unknown), &[]), Err(Denial::IpNotAllowed));
         assert_eq!(c.check(Timestamp::from_millis(10_000), None, None, None, &[]), Err(Denial::Expired));
         assert_eq!(c.check(now, Some(AccountId::new()), None, None, &[]), Err(Denial::NotForHere));
         let mut limited = c.clone();

@@ -29,8 +29,12 @@ fn jwt(c: &mut Criterion) {
     };
     let required = vec!["messages:send".to_string()];
     for alg in [SigningAlg::EdDSA, SigningAlg::ES256, SigningAlg::RS256] {
-        let state =
-            OAuthState::new(Arc::clone(&master), "https://gateway.example".into(), std::time::Duration::from_secs(30));
+        let state = OAuthState::new(
+            Arc::clone(&master),
+            "https://gateway.example".into(),
+            std::time::Duration::from_secs(30),
+            Default::default(),
+        );
         let record = keys::generate(alg, &master, now).unwrap_or_else(|_| unreachable!());
         state.set_keys(std::slice::from_ref(&record));
         state.set_clients(vec![(client.clone(), Digest::of(b"unused"))]);

@@ -59,6 +59,19 @@ pub struct Config {
     /// Mark dashboard cookies `Secure` (always so when `public_url` is https), for a
     /// TLS-terminating proxy in front of a plain-http `public_url`.
     pub cookie_secure: bool,
+    /// CIDRs tokengate never connects to for a tenant (upstreams, JWKS, webhooks).
+    pub egress_deny: Vec<String>,
+    /// CIDRs allowed even when `egress_deny` lists them.
+    pub egress_allow: Vec<String>,
+    /// Time a client has to send a request's headers.
+    pub header_read_timeout_seconds: u64,
+    /// A request body that makes no progress for this long is ended (408) and its
+    /// connection closed.
+    pub body_read_timeout_seconds: u64,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout_seconds: u64,
+    /// Open client connections past which new ones are closed at once.
+    pub max_connections: usize,
 }
 
 impl Default for Config {
@@ -83,6 +96,12 @@ impl Default for Config {
             jwks_refresh_seconds: 600,
             jwks_kid_refresh_seconds: 30,
             cookie_secure: false,
+            egress_deny: crate::egress::DEFAULT_DENY.iter().map(|s| s.to_string()).collect(),
+            egress_allow: Vec::new(),
+            header_read_timeout_seconds: 30,
+            body_read_timeout_seconds: 30,
+            idle_timeout_seconds: 60,
+            max_connections: 10_000,
         }
     }
 }
@@ -109,6 +128,12 @@ const ENV_KEYS: &[&str] = &[
     "jwks_refresh_seconds",
     "jwks_kid_refresh_seconds",
     "cookie_secure",
+    "egress_deny",
+    "egress_allow",
+    "header_read_timeout_seconds",
+    "body_read_timeout_seconds",
+    "idle_timeout_seconds",
+    "max_connections",
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +179,26 @@ impl Config {
         if self.usage_flush_millis == 0 || self.upstream_timeout_seconds == 0 {
             return Err(ConfigError("usage_flush_millis and upstream_timeout_seconds must be at least 1".into()));
         }
+        crate::egress::EgressPolicy::new(&self.egress_deny, &self.egress_allow)
+            .map_err(|e| ConfigError(format!("egress_deny / egress_allow: {e}")))?;
+        for (name, value) in [
+            ("header_read_timeout_seconds", self.header_read_timeout_seconds),
+            ("body_read_timeout_seconds", self.body_read_timeout_seconds),
+            ("idle_timeout_seconds", self.idle_timeout_seconds),
+        ] {
+            if !(1..=24 * 3600).contains(&value) {
+                return Err(ConfigError(format!("{name} must be 1 to 86400")));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(ConfigError("max_connections must be at least 1".into()));
+        }
         Ok(())
+    }
+
+    /// The egress policy (validated at load, so never an error here).
+    pub fn egress_policy(&self) -> crate::egress::EgressPolicy {
+        crate::egress::EgressPolicy::new(&self.egress_deny, &self.egress_allow).unwrap_or_default()
     }
 
     /// The configuration as TOML with secrets (a database password) redacted.

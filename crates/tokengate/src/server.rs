@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Body;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -21,11 +21,12 @@ use secrecy::{ExposeSecret, SecretString};
 use tokengate_core::token::{self, Prefix};
 use tokengate_core::{Digest, IpAllowlist};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::config::Config;
-use crate::gateway::{self, Gateway};
+use crate::gateway::{self, Gateway, GatewaySettings};
+use crate::limits::{ClientBody, ConnState, TimedBody, TrackedBody};
 use crate::oauth::OAuthState;
 use crate::service::Services;
 use crate::state::GatewayState;
@@ -110,20 +111,27 @@ impl Application {
             )
         };
         let issuer = config.issuer(local);
+        let egress = Arc::new(config.egress_policy());
         let state = Arc::new(GatewayState::new(OAuthState::new(
             Arc::clone(&master_key),
             issuer,
             Duration::from_secs(config.jwks_kid_refresh_seconds),
+            Arc::clone(&egress),
         )));
         state.resync(&store).await.context("loading the gateway state")?;
         let usage = Arc::new(UsageRecorder::default());
         let trusted = IpAllowlist::parse(&config.trusted_proxies)?;
+        let deployment_id = store.deployment_id().await.context("reading the deployment id")?;
         let gateway = Arc::new(Gateway::new(
             Arc::clone(&state),
             Arc::clone(&usage),
-            trusted,
-            Duration::from_secs(config.upstream_timeout_seconds),
-            config.max_body_bytes,
+            GatewaySettings {
+                trusted_proxies: trusted,
+                upstream_timeout: Duration::from_secs(config.upstream_timeout_seconds),
+                max_body_bytes: config.max_body_bytes,
+                deployment_id,
+                egress: Arc::clone(&egress),
+            },
         ));
         let (stop_tx, stop_rx) = watch::channel(false);
         let services = Services {
@@ -132,6 +140,7 @@ impl Application {
             usage: Arc::clone(&usage),
             config: Arc::new(config),
             master_key,
+            egress,
         };
         services.ensure_signing_key().await.context("creating the first JWT signing key")?;
 
@@ -188,17 +197,33 @@ impl Application {
     /// Serves until `shutdown` completes, then drains connections and flushes counters.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Application { listener, services, gateway, stop_tx, tasks, .. } = self;
-        let router = api::router(services.clone());
-        let max_header_bytes = services.config.max_header_bytes;
+        let config = Arc::clone(&services.config);
+        let edge = Arc::new(Edge {
+            router: api::router(services.clone()),
+            gateway,
+            max_header_bytes: config.max_header_bytes,
+            body_timeout: Duration::from_secs(config.body_read_timeout_seconds),
+        });
+        let idle_timeout = Duration::from_secs(config.idle_timeout_seconds);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30))
+            .header_read_timeout(Duration::from_secs(config.header_read_timeout_seconds))
             // hyper's own hard limit; our JSON 431 answers below it.
-            .max_buf_size((max_header_bytes * 4).max(64 * 1024))
+            .max_buf_size((config.max_header_bytes * 4).max(64 * 1024))
             .max_headers(200);
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_H2_STREAMS)
+            .max_header_list_size(u32::try_from((config.max_header_bytes * 4).max(64 * 1024)).unwrap_or(u32::MAX))
+            .keep_alive_interval(Some(idle_timeout.min(H2_PING_INTERVAL)))
+            .keep_alive_timeout(H2_PING_INTERVAL);
+        let max_connections = crate::limits::fit_max_connections(config.max_connections);
+        let permits = u32::try_from(max_connections).unwrap_or(u32::MAX);
+        let open = Arc::new(Semaphore::new(permits as usize));
+        let (drain_tx, drain_rx) = watch::channel(false);
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
@@ -213,34 +238,39 @@ impl Application {
                 },
                 () = &mut shutdown => break,
             };
+            // Past max_connections the new socket is closed at once; open ones go on.
+            let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+                metrics::counter!("tokengate_connections_refused_total").increment(1);
+                drop(stream);
+                continue;
+            };
             let _ = stream.set_nodelay(true);
-            let (router, gateway) = (router.clone(), Arc::clone(&gateway));
-            let svc = service_fn(move |mut req: Request<Incoming>| {
-                let (router, gateway) = (router.clone(), Arc::clone(&gateway));
-                async move {
-                    if header_bytes(&req) > max_header_bytes {
-                        return Ok::<_, std::convert::Infallible>(json_error(
-                            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                            "request headers too large",
-                        ));
+            let conn_state = Arc::new(ConnState::default());
+            let svc = {
+                let (edge, conn_state) = (Arc::clone(&edge), Arc::clone(&conn_state));
+                service_fn(move |req: Request<Incoming>| {
+                    let in_flight = conn_state.begin();
+                    let req = req.map(|body| TimedBody::new(body, edge.body_timeout, Arc::clone(&conn_state)));
+                    let (edge, conn_state) = (Arc::clone(&edge), Arc::clone(&conn_state));
+                    async move {
+                        let mut response = edge.dispatch(req, peer).await;
+                        if conn_state.body_timed_out() {
+                            response = json_error(StatusCode::REQUEST_TIMEOUT, "request body timeout");
+                            response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+                        }
+                        Ok::<_, std::convert::Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
                     }
-                    if req.uri().path().starts_with(gateway::PREFIX) {
-                        return Ok(gateway.handle(req, peer).await);
-                    }
-                    req.extensions_mut().insert(PeerAddr(peer));
-                    router.oneshot(req).await
-                }
-            });
+                })
+            };
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                let _ = conn.await;
-            });
+            tokio::spawn(watch_connection(conn, conn_state, idle_timeout, drain_rx.clone(), permit));
         }
         tracing::info!("shutting down: finishing in-flight requests");
         drop(listener);
-        let grace = Duration::from_secs(services.config.shutdown_grace_seconds);
-        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        let _ = drain_tx.send(true);
+        let grace = Duration::from_secs(config.shutdown_grace_seconds);
+        // Every connection holds a permit until it ends: all of them back = all closed.
+        if tokio::time::timeout(grace, open.acquire_many(permits)).await.is_err() {
             tracing::warn!("in-flight requests still running after the grace period; closing");
         }
         let _ = stop_tx.send(true);
@@ -250,6 +280,107 @@ impl Application {
         services.store.close().await;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// HTTP/2: concurrent streams per connection (SPEC §11), and the keep-alive ping
+/// interval (a peer that does not answer within it is dropped).
+const MAX_H2_STREAMS: u32 = 100;
+const H2_PING_INTERVAL: Duration = Duration::from_secs(20);
+
+/// How long a connection told to close (idle, or server shutdown) may take to finish
+/// what it has in flight before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// What every request on the listener goes through first: size of headers, loops, then
+/// the gateway or the admin router.
+struct Edge {
+    router: axum::Router,
+    gateway: Arc<Gateway>,
+    max_header_bytes: usize,
+    body_timeout: Duration,
+}
+
+impl Edge {
+    async fn dispatch(&self, mut req: Request<ClientBody>, peer: SocketAddr) -> Response<Body> {
+        if header_bytes(&req) > self.max_header_bytes {
+            return json_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large");
+        }
+        // A request that has been through this deployment already is a loop, whatever
+        // route it is for now (an upstream_url may point anywhere on us).
+        if self.gateway.is_loop(req.headers()) {
+            return json_error(StatusCode::LOOP_DETECTED, "loop detected");
+        }
+        if req.uri().path().starts_with(gateway::PREFIX) {
+            return self.gateway.handle(req, peer).await;
+        }
+        req.extensions_mut().insert(PeerAddr(peer));
+        match self.router.clone().oneshot(req).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
+    }
+}
+
+/// Drives one connection: closes it once idle for `idle_timeout` and on server
+/// shutdown (gracefully: what is in flight finishes), and drops it if closing takes
+/// longer than [`CLOSE_GRACE`]. The permit is released when it ends.
+async fn watch_connection<C>(
+    conn: C,
+    state: Arc<ConnState>,
+    idle_timeout: Duration,
+    mut drain: watch::Receiver<bool>,
+    _permit: OwnedSemaphorePermit,
+) where
+    C: Future + GracefulConn,
+{
+    tokio::pin!(conn);
+    let mut closing_since: Option<tokio::time::Instant> = None;
+    loop {
+        let wake = match closing_since {
+            Some(at) => at + CLOSE_GRACE,
+            None => match state.idle_for() {
+                Some(idle) => tokio::time::Instant::now() + idle_timeout.saturating_sub(idle),
+                None => tokio::time::Instant::now() + idle_timeout,
+            },
+        };
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            () = tokio::time::sleep_until(wake) => {
+                if closing_since.is_some() {
+                    return;
+                }
+                if state.idle_for().is_some_and(|idle| idle >= idle_timeout) {
+                    conn.as_mut().close_gracefully();
+                    closing_since = Some(tokio::time::Instant::now());
+                }
+            }
+            changed = drain.changed(), if closing_since.is_none() => {
+                if changed.is_err() || *drain.borrow() {
+                    conn.as_mut().close_gracefully();
+                    closing_since = Some(tokio::time::Instant::now());
+                }
+            }
+        }
+    }
+}
+
+/// hyper's connections, told to finish what is in flight and close.
+trait GracefulConn {
+    fn close_gracefully(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S, E, B> GracefulConn for auto::UpgradeableConnection<'_, I, S, E>
+where
+    S: hyper::service::HttpService<Incoming, ResBody = B>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    B: http_body::Body + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: auto::HttpServerConnExec<S::Future, B>,
+{
+    fn close_gracefully(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
     }
 }
 

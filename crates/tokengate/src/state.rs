@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -204,7 +203,7 @@ impl GatewayState {
         now: Timestamp,
         account: Option<AccountId>,
         instance: Option<InstanceId>,
-        client: Option<IpAddr>,
+        client: Option<tokengate_core::ClientIp>,
         required: &[String],
     ) -> Result<Arc<LiveToken>, (Denial, Option<TokenId>)> {
         let live = self.find_token(presented).map_err(|denial| (denial, None))?;

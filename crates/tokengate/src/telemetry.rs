@@ -42,8 +42,9 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
-const REASONS: [&str; 15] = [
+const REASONS: [&str; 18] = [
     "instance_not_found",
+    "bad_path",
     "ip_not_allowed",
     "client_token_missing",
     "client_token_invalid",
@@ -55,9 +56,11 @@ const REASONS: [&str; 15] = [
     "token_expired",
     "token_revoked",
     "body_too_large",
+    "body_timeout",
     "bad_request",
     "upstream_unavailable",
     "upstream_timeout",
+    "upstream_address_not_allowed",
 ];
 
 /// Metric handles of the gateway, resolved once so the hot path only bumps atomics.
@@ -67,6 +70,7 @@ pub struct GatewayMetrics {
     pub latency: Histogram,
     pub upstream_errors_unavailable: Counter,
     pub upstream_errors_timeout: Counter,
+    pub upstream_errors_denied: Counter,
 }
 
 impl GatewayMetrics {
@@ -90,6 +94,7 @@ impl GatewayMetrics {
             latency: metrics::histogram!("tokengate_gateway_request_duration_seconds"),
             upstream_errors_unavailable: metrics::counter!("tokengate_upstream_errors_total", "kind" => "unavailable"),
             upstream_errors_timeout: metrics::counter!("tokengate_upstream_errors_total", "kind" => "timeout"),
+            upstream_errors_denied: metrics::counter!("tokengate_upstream_errors_total", "kind" => "egress_denied"),
         }
     }
 

@@ -89,7 +89,14 @@ impl FromRequestParts<Services> for Verifier {
         }
         let ip = PeerAddr::ip_of(&parts.extensions);
         let required = ["tokens:verify".to_string()];
-        match services.state.verify_token(presented, tokengate_core::Timestamp::now(), None, None, ip, &required) {
+        match services.state.verify_token(
+            presented,
+            tokengate_core::Timestamp::now(),
+            None,
+            None,
+            ip.map(tokengate_core::ClientIp::Known),
+            &required,
+        ) {
             Ok(live) if live.credential.kind == tokengate_core::TokenKind::ApiKey => {
                 Ok(Verifier::Account(live.credential.account_id))
             }

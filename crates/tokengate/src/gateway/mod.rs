@@ -2,8 +2,9 @@
 //!
 //! A request goes through named steps, top to bottom, each a small function with a
 //! typed outcome; none of them touches the store:
-//! route → instance → client address and IP allowlist → Client-Token → route rules →
-//! forward → record. Usage is counted in memory (see [`crate::usage`]).
+//! route (instance, canonical tail) → client address and IP allowlist → Client-Token →
+//! route rules → forward → record. Usage is counted in memory (see [`crate::usage`]).
+//! Loops and header sizes are refused before, for every route (see `server`).
 
 mod proxy;
 mod reject;
@@ -13,14 +14,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use http::{HeaderMap, Request, Response};
-use hyper::body::Incoming;
+use http::{HeaderMap, HeaderValue, Request, Response};
 use tokengate_core::token::{self, Prefix};
-use tokengate_core::{ClientTokenCheck, Denial, InstanceId, IpAllowlist, Timestamp, TokenId};
+use tokengate_core::{
+    ClientIp, ClientTokenCheck, Denial, InstanceId, IpAllowlist, Timestamp, TokenId, ViaMarker, canonical_tail,
+};
 
 pub use proxy::UpstreamClient;
 pub use reject::Rejection;
 
+use crate::egress::EgressPolicy;
+use crate::limits::ClientBody;
 use crate::oauth::VerifiedJwt;
 use crate::state::{AccountPolicy, GatewayState, LiveInstance, LiveToken};
 use crate::store::UsageKind;
@@ -37,7 +41,37 @@ pub struct Gateway {
     trusted_proxies: IpAllowlist,
     upstream_timeout: Duration,
     max_body_bytes: u64,
+    via: ViaMarker,
+    /// `Via`'s value as added to every forwarded request.
+    via_header: HeaderValue,
     metrics: GatewayMetrics,
+}
+
+/// What the gateway is configured with.
+pub struct GatewaySettings {
+    pub trusted_proxies: IpAllowlist,
+    pub upstream_timeout: Duration,
+    pub max_body_bytes: u64,
+    /// The store's deployment id (see [`ViaMarker`]).
+    pub deployment_id: String,
+    pub egress: Arc<EgressPolicy>,
+}
+
+/// Where the forwarded path's tail comes from: the request's own path from this
+/// offset when it already is canonical (no copy), else the rewritten tail.
+#[derive(Debug)]
+pub enum Tail {
+    Raw(usize),
+    Canonical(String),
+}
+
+impl Tail {
+    pub fn as_str<'a>(&'a self, path: &'a str) -> &'a str {
+        match self {
+            Tail::Raw(start) => path.get(*start..).unwrap_or(""),
+            Tail::Canonical(tail) => tail,
+        }
+    }
 }
 
 /// The parts of a gateway path.
@@ -89,60 +123,51 @@ impl Bearer {
 pub struct ClientAddr {
     /// The TCP peer.
     pub peer: IpAddr,
-    /// The client: the peer, or from `X-Forwarded-For` when the peer is a trusted proxy.
-    pub client: IpAddr,
+    /// The client: the peer, or from `X-Forwarded-For` when the peer is a trusted proxy
+    /// (unknown when that header holds something that is not an address).
+    pub client: ClientIp,
+    /// Whether the peer is one of the trusted proxies (whose forwarding headers pass).
+    pub via_trusted_proxy: bool,
 }
 
 impl ClientAddr {
-    /// Resolves the client address: `X-Forwarded-For` is believed only from a trusted
-    /// proxy, and then read from the right, skipping the trusted proxies in the chain.
-    pub fn resolve<B>(peer: SocketAddr, req: &Request<B>, trusted: &IpAllowlist) -> ClientAddr {
-        Self::from_headers(peer, req.headers(), trusted)
-    }
-
-    fn from_headers(peer: SocketAddr, headers: &HeaderMap, trusted: &IpAllowlist) -> ClientAddr {
+    /// Resolves the client address (SPEC §11): `X-Forwarded-For` is believed only from a
+    /// trusted proxy, and then walked from the right past the trusted proxies.
+    pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &IpAllowlist) -> ClientAddr {
         let peer = peer.ip().to_canonical();
-        let mut client = peer;
-        if !trusted.is_empty() && trusted.allows(peer) {
-            let hops = headers
-                .get_all(proxy::X_FORWARDED_FOR)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(','))
-                .filter_map(|s| s.trim().parse::<IpAddr>().ok())
-                .collect::<Vec<_>>();
-            for hop in hops.into_iter().rev() {
-                client = hop.to_canonical();
-                if !trusted.allows(client) {
-                    break;
-                }
-            }
+        let lines = headers.get_all(proxy::X_FORWARDED_FOR).iter().map(|v| v.to_str().ok());
+        ClientAddr {
+            peer,
+            client: tokengate_core::forwarded::client_ip(peer, lines, trusted),
+            via_trusted_proxy: !trusted.is_empty() && trusted.allows(peer),
         }
-        ClientAddr { peer, client }
     }
 }
 
 impl Gateway {
-    pub fn new(
-        state: Arc<GatewayState>,
-        usage: Arc<UsageRecorder>,
-        trusted_proxies: IpAllowlist,
-        upstream_timeout: Duration,
-        max_body_bytes: u64,
-    ) -> Gateway {
+    pub fn new(state: Arc<GatewayState>, usage: Arc<UsageRecorder>, settings: GatewaySettings) -> Gateway {
+        let via = ViaMarker::new(&settings.deployment_id);
+        let via_header = HeaderValue::from_str(via.entry()).unwrap_or(HeaderValue::from_static("1.1 tokengate"));
         Gateway {
             state,
             usage,
-            client: proxy::client(),
-            trusted_proxies,
-            upstream_timeout,
-            max_body_bytes,
+            client: proxy::client(settings.egress),
+            trusted_proxies: settings.trusted_proxies,
+            upstream_timeout: settings.upstream_timeout,
+            max_body_bytes: settings.max_body_bytes,
+            via,
+            via_header,
             metrics: GatewayMetrics::new(),
         }
     }
 
+    /// Whether a request has been forwarded by this deployment already.
+    pub fn is_loop(&self, headers: &HeaderMap) -> bool {
+        headers.get_all(http::header::VIA).iter().any(|v| self.via.seen_in(v.as_bytes()))
+    }
+
     /// Handles one gateway request end to end.
-    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+    pub async fn handle(&self, req: Request<ClientBody>, peer: SocketAddr) -> Response<Body> {
         let started = Instant::now();
         let outcome = self.check_and_forward(req, peer).await;
         let response = match outcome {
@@ -159,15 +184,17 @@ impl Gateway {
         response
     }
 
-    async fn check_and_forward(&self, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Rejection> {
+    async fn check_and_forward(&self, req: Request<ClientBody>, peer: SocketAddr) -> Result<Response<Body>, Rejection> {
         let now = Timestamp::now();
         let (instance, policy, tail_start) = self.route(req.uri().path())?;
-        let addr = ClientAddr::resolve(peer, &req, &self.trusted_proxies);
+        let addr = ClientAddr::resolve(peer, req.headers(), &self.trusted_proxies);
         let mut authorized = None;
-        let result = match self.authorize(&instance, &policy, &addr, &req, tail_start, now) {
-            Ok(bearer) => {
+        let checked = canonical(req.uri().path(), tail_start)
+            .and_then(|tail| self.authorize(&instance, &policy, &addr, &req, &tail, now).map(|bearer| (tail, bearer)));
+        let result = match checked {
+            Ok((tail, bearer)) => {
                 authorized = bearer;
-                self.forward(&instance, req, &addr, tail_start, authorized.as_ref()).await
+                self.forward(&instance, req, &addr, &tail, authorized.as_ref()).await
             }
             Err(r) => Err(r),
         };
@@ -207,11 +234,11 @@ impl Gateway {
         policy: &AccountPolicy,
         addr: &ClientAddr,
         req: &Request<B>,
-        tail_start: usize,
+        tail: &Tail,
         now: Timestamp,
     ) -> Result<Option<Bearer>, Rejection> {
         let headers = req.headers();
-        if !policy.allowlist.allows(addr.client) {
+        if !addr.client.allowed_by(&policy.allowlist) {
             return Err(Rejection::IpNotAllowed(addr.client));
         }
         let presented = headers.get(proxy::CLIENT_TOKEN).map(|v| v.as_bytes());
@@ -235,36 +262,42 @@ impl Gateway {
         if instance.rules.is_empty() {
             return Ok(None);
         }
-        let tail = req.uri().path().get(tail_start..).filter(|t| !t.is_empty()).unwrap_or("/");
-        let rule = instance.rules.matching(req.method().as_str(), tail).ok_or(Rejection::NoMatchingRule)?;
+        let tail = Some(tail.as_str(req.uri().path())).filter(|t| !t.is_empty()).unwrap_or("/");
+        let required = instance.rules.required_scopes(req.method().as_str(), tail).ok_or(Rejection::NoMatchingRule)?;
         let presented = bearer_token(headers).ok_or(Rejection::Bearer(Denial::NotFound, None))?;
         if !presented.starts_with(b"tg") && presented.contains(&b'.') {
             return self
                 .state
                 .oauth
-                .verify_bearer_jwt(presented, now, instance.account_id, &rule.scopes)
+                .verify_bearer_jwt(presented, now, instance.account_id, &required)
                 .map(|jwt| Some(Bearer::Jwt(jwt)))
                 .map_err(|denial| Rejection::Bearer(denial, None));
         }
-        self.state
-            .verify_token(presented, now, Some(instance.account_id), Some(instance.id), Some(addr.client), &rule.scopes)
-            .map(|t| Some(Bearer::Opaque(t)))
-            .map_err(|(denial, id)| Rejection::Bearer(denial, id))
+        let (account, instance_id) = (Some(instance.account_id), Some(instance.id));
+        match self.state.verify_token(presented, now, account, instance_id, Some(addr.client), &required) {
+            Ok(token) => Ok(Some(Bearer::Opaque(token))),
+            // A token allowlist and no known client address: "unknown not allowed".
+            Err((Denial::IpNotAllowed, _)) if addr.client == ClientIp::Unknown => {
+                Err(Rejection::IpNotAllowed(ClientIp::Unknown))
+            }
+            Err((denial, id)) => Err(Rejection::Bearer(denial, id)),
+        }
     }
 
     /// Step 4.
     async fn forward(
         &self,
         instance: &LiveInstance,
-        req: Request<Incoming>,
+        req: Request<ClientBody>,
         addr: &ClientAddr,
-        tail_start: usize,
+        tail: &Tail,
         bearer: Option<&Bearer>,
     ) -> Result<Response<Body>, Rejection> {
         if proxy::declared_length(req.headers()).is_some_and(|n| n > self.max_body_bytes) {
             return Err(Rejection::BodyTooLarge);
         }
-        let upstream_req = proxy::upstream_request(instance, req, addr, tail_start, bearer, self.max_body_bytes)?;
+        let forwarded = proxy::Forwarded { addr, tail, bearer, via: &self.via_header };
+        let upstream_req = proxy::upstream_request(instance, req, &forwarded, self.max_body_bytes)?;
         let sent = tokio::time::timeout(self.upstream_timeout, self.client.request(upstream_req)).await;
         match sent {
             Err(_) => {
@@ -274,6 +307,13 @@ impl Gateway {
             Ok(Err(e)) => {
                 if proxy::is_body_limit_error(&e) {
                     return Err(Rejection::BodyTooLarge);
+                }
+                if crate::limits::is_body_timeout(&e) {
+                    return Err(Rejection::BodyTimeout);
+                }
+                if crate::egress::is_denied(&e) {
+                    self.metrics.upstream_errors_denied.increment(1);
+                    return Err(Rejection::EgressDenied);
                 }
                 self.metrics.upstream_errors_unavailable.increment(1);
                 tracing::warn!(
@@ -286,6 +326,16 @@ impl Gateway {
             }
             Ok(Ok(response)) => Ok(proxy::downstream_response(response)),
         }
+    }
+}
+
+/// The canonical tail (SPEC §11) of a path whose tail starts at `tail_start`.
+fn canonical(path: &str, tail_start: usize) -> Result<Tail, Rejection> {
+    let raw = path.get(tail_start..).unwrap_or("");
+    match canonical_tail(raw) {
+        Ok(std::borrow::Cow::Borrowed(_)) => Ok(Tail::Raw(tail_start)),
+        Ok(std::borrow::Cow::Owned(tail)) => Ok(Tail::Canonical(tail)),
+        Err(e) => Err(Rejection::BadPath(e)),
     }
 }
 
@@ -308,12 +358,14 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("x-forwarded-for", "198.51.100.7, 10.0.0.2".parse().unwrap());
         let peer: SocketAddr = "10.0.0.1:4000".parse().unwrap();
-        let untrusted = ClientAddr::from_headers(peer, &headers, &IpAllowlist::default());
-        assert_eq!(untrusted.client, "10.0.0.1".parse::<IpAddr>().unwrap());
+        let untrusted = ClientAddr::resolve(peer, &headers, &IpAllowlist::default());
+        assert_eq!(untrusted.client, ClientIp::Known("10.0.0.1".parse().unwrap()));
+        assert!(!untrusted.via_trusted_proxy);
         let trusted = IpAllowlist::parse(&["10.0.0.0/8"]).unwrap();
-        let resolved = ClientAddr::from_headers(peer, &headers, &trusted);
-        assert_eq!(resolved.client, "198.51.100.7".parse::<IpAddr>().unwrap());
-        let from_outside = ClientAddr::from_headers("203.0.113.1:1".parse().unwrap(), &headers, &trusted);
-        assert_eq!(from_outside.client, "203.0.113.1".parse::<IpAddr>().unwrap());
+        let resolved = ClientAddr::resolve(peer, &headers, &trusted);
+        assert_eq!(resolved.client, ClientIp::Known("198.51.100.7".parse().unwrap()));
+        assert!(resolved.via_trusted_proxy);
+        let from_outside = ClientAddr::resolve("203.0.113.1:1".parse().unwrap(), &headers, &trusted);
+        assert_eq!(from_outside.client, ClientIp::Known("203.0.113.1".parse().unwrap()));
     }
 }

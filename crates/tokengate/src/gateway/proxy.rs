@@ -2,6 +2,7 @@
 //! tokengate's own headers added) and turns the upstream response back around.
 
 use std::error::Error as _;
+use std::sync::Arc;
 
 use axum::body::Body;
 use http::header::{self, HeaderName, HeaderValue};
@@ -9,11 +10,11 @@ use http::{HeaderMap, Request, Response, Uri};
 use http_body_util::Limited;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use super::Bearer;
-use super::{ClientAddr, Rejection};
+use super::{Bearer, ClientAddr, Rejection, Tail};
+use crate::egress::{EgressConnector, EgressPolicy};
+use crate::limits::ClientBody;
 use crate::state::LiveInstance;
 
 pub const CLIENT_TOKEN: HeaderName = HeaderName::from_static("client-token");
@@ -38,21 +39,21 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::UPGRADE,
 ];
 
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+
+/// Forwarding headers a client could use to lie about where it is: passed only from a
+/// trusted proxy (SPEC §11).
+const FROM_TRUSTED_PROXIES_ONLY: [&str; 5] =
+    ["forwarded", "x-real-ip", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-port"];
+
 /// The request body as forwarded: streamed, and cut off past the configured limit.
-pub type ProxyBody = Limited<Incoming>;
+pub type ProxyBody = Limited<ClientBody>;
 
-pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, ProxyBody>;
+pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<EgressConnector>, ProxyBody>;
 
-/// A pooled keep-alive client for HTTP and HTTPS upstreams.
-pub fn client() -> UpstreamClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
+/// A pooled keep-alive client for HTTP and HTTPS upstreams, under the egress policy.
+pub fn client(egress: Arc<EgressPolicy>) -> UpstreamClient {
+    let https = crate::egress::https_connector(egress, None);
     Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(1024)
         .pool_idle_timeout(std::time::Duration::from_secs(60))
@@ -78,17 +79,60 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
+/// A header name as a sloppy server would read it: `_` for `-`, any case (names are
+/// already lower case here).
+fn same_name(name: &str, wanted: &str) -> bool {
+    name.len() == wanted.len() && name.bytes().zip(wanted.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+}
+
+fn starts_like(name: &str, prefix: &str) -> bool {
+    name.get(..prefix.len()).is_some_and(|head| same_name(head, prefix))
+}
+
+/// Whether a client header must not reach the upstream: any spelling of a header
+/// tokengate owns (`Client-Token`, `X-Tokengate-*`), any spelling of
+/// `X-Forwarded-For` but the real one (which the gateway rewrites), and the other
+/// forwarding headers unless they come from a trusted proxy (and then only spelled
+/// right).
+fn is_spoofable(name: &str, from_trusted_proxy: bool) -> bool {
+    if same_name(name, "client-token") || starts_like(name, "x-tokengate-") {
+        return true;
+    }
+    let underscored = name.contains('_');
+    if same_name(name, "x-forwarded-for") {
+        return underscored;
+    }
+    FROM_TRUSTED_PROXIES_ONLY.iter().any(|h| same_name(name, h)) && (underscored || !from_trusted_proxy)
+}
+
+/// Drops the client's copies of the headers tokengate sets or owns.
+fn drop_spoofable(headers: &mut HeaderMap, from_trusted_proxy: bool) {
+    let doomed: Vec<HeaderName> =
+        headers.keys().filter(|name| is_spoofable(name.as_str(), from_trusted_proxy)).cloned().collect();
+    for name in doomed {
+        headers.remove(name);
+    }
+}
+
+/// What the checks decided about a request, for building its upstream copy.
+pub struct Forwarded<'a> {
+    pub addr: &'a ClientAddr,
+    /// The canonical tail (SPEC §11): what is appended to the upstream's base path.
+    pub tail: &'a Tail,
+    pub bearer: Option<&'a Bearer>,
+    /// This deployment's `Via` entry.
+    pub via: &'a HeaderValue,
+}
+
 /// Builds the request sent upstream.
 pub fn upstream_request(
     instance: &LiveInstance,
-    req: Request<Incoming>,
-    addr: &ClientAddr,
-    tail_start: usize,
-    token: Option<&Bearer>,
+    req: Request<ClientBody>,
+    forwarded: &Forwarded<'_>,
     max_body_bytes: u64,
 ) -> Result<Request<ProxyBody>, Rejection> {
     let (mut parts, body) = req.into_parts();
-    let tail = parts.uri.path().get(tail_start..).unwrap_or("");
+    let tail = forwarded.tail.as_str(parts.uri.path());
     let up = &instance.upstream;
     let mut path_and_query = String::with_capacity(up.base_path.len() + tail.len() + 64);
     path_and_query.push_str(&up.base_path);
@@ -109,16 +153,12 @@ pub fn upstream_request(
     // HTTP/2 clients may speak to us; the upstream leg is HTTP/1.1.
     parts.version = http::Version::HTTP_11;
 
+    let addr = forwarded.addr;
     let headers = &mut parts.headers;
     strip_hop_by_hop(headers);
     headers.remove(header::HOST);
-    headers.remove(CLIENT_TOKEN);
-    headers.remove(X_TOKENGATE_ACCOUNT);
-    headers.remove(X_TOKENGATE_TOKEN_ID);
-    headers.remove(X_TOKENGATE_SCOPES);
-    headers.remove(X_TOKENGATE_SUBJECT);
-    let client_ip = addr.client.to_string();
-    let forwarded_for = if addr.client != addr.peer {
+    drop_spoofable(headers, addr.via_trusted_proxy);
+    let forwarded_for = if addr.via_trusted_proxy {
         // From a trusted proxy: keep its chain and add the proxy itself.
         let chain: Vec<&str> = headers.get_all(X_FORWARDED_FOR).iter().filter_map(|v| v.to_str().ok()).collect();
         let mut value = chain.join(", ");
@@ -128,16 +168,21 @@ pub fn upstream_request(
         value.push_str(&addr.peer.to_string());
         value
     } else {
-        client_ip
+        addr.peer.to_string()
     };
     headers.remove(X_FORWARDED_FOR);
     if let Ok(v) = HeaderValue::from_str(&forwarded_for) {
         headers.insert(X_FORWARDED_FOR, v);
     }
+    // A trusted proxy's X-Forwarded-Proto stands (it saw the client's scheme).
+    if !headers.contains_key(X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    headers.append(header::VIA, forwarded.via.clone());
     if let Ok(v) = HeaderValue::from_str(&instance.account_id.to_string()) {
         headers.insert(X_TOKENGATE_ACCOUNT, v);
     }
-    if let Some(token) = token {
+    if let Some(token) = forwarded.bearer {
         // The Authorization the gateway checked is ours, not the upstream's.
         headers.remove(header::AUTHORIZATION);
         match token {
@@ -179,6 +224,31 @@ pub fn is_body_limit_error(e: &hyper_util::client::legacy::Error) -> bool {
         source = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spoofable_headers_in_every_spelling() {
+        for name in ["client-token", "client_token", "x-tokengate-account", "x_tokengate_account", "x-tokengate_scopes"]
+        {
+            assert!(is_spoofable(name, true), "{name}");
+        }
+        assert!(is_spoofable("x_forwarded_for", true));
+        assert!(!is_spoofable("x-forwarded-for", false), "rewritten, not dropped");
+        for name in FROM_TRUSTED_PROXIES_ONLY {
+            assert!(is_spoofable(name, false), "{name}");
+            assert!(!is_spoofable(name, true), "{name} from a trusted proxy");
+            if name.contains('-') {
+                assert!(is_spoofable(&name.replace('-', "_"), true), "{name} with underscores");
+            }
+        }
+        for name in ["authorization", "content-type", "x-tokengatex", "client-tokens", "forwarded-x"] {
+            assert!(!is_spoofable(name, false), "{name}");
+        }
+    }
 }
 
 /// Displays an error with its sources, for logs.

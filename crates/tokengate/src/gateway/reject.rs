@@ -1,15 +1,15 @@
 //! Why the gateway refused a request, and how each refusal is answered.
 
-use std::net::IpAddr;
-
 use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode, header};
-use tokengate_core::{Denial, TokenId};
+use tokengate_core::{ClientIp, Denial, PathError, TokenId};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     InstanceNotFound,
-    IpNotAllowed(IpAddr),
+    /// The tail is not canonical and cannot be made so without guessing (SPEC §11).
+    BadPath(PathError),
+    IpNotAllowed(ClientIp),
     ClientTokenMissing,
     ClientTokenInvalid,
     /// The instance has route rules and none matches the request.
@@ -17,8 +17,12 @@ pub enum Rejection {
     /// The bearer token a matching rule requires is missing or refused.
     Bearer(Denial, Option<TokenId>),
     BodyTooLarge,
+    /// The request body stalled (see [`crate::limits::TimedBody`]).
+    BodyTimeout,
     BadRequest(&'static str),
     UpstreamUnavailable,
+    /// Every address of the upstream is denied by the egress policy.
+    EgressDenied,
     UpstreamTimeout,
 }
 
@@ -35,6 +39,7 @@ impl Rejection {
     pub fn reason(&self) -> &'static str {
         match self {
             Rejection::InstanceNotFound => "instance_not_found",
+            Rejection::BadPath(_) => "bad_path",
             Rejection::IpNotAllowed(_) => "ip_not_allowed",
             Rejection::ClientTokenMissing => "client_token_missing",
             Rejection::ClientTokenInvalid => "client_token_invalid",
@@ -48,8 +53,10 @@ impl Rejection {
                 _ => "invalid_token",
             },
             Rejection::BodyTooLarge => "body_too_large",
+            Rejection::BodyTimeout => "body_timeout",
             Rejection::BadRequest(_) => "bad_request",
             Rejection::UpstreamUnavailable => "upstream_unavailable",
+            Rejection::EgressDenied => "upstream_address_not_allowed",
             Rejection::UpstreamTimeout => "upstream_timeout",
         }
     }
@@ -57,6 +64,7 @@ impl Rejection {
     pub fn status(&self) -> StatusCode {
         match self {
             Rejection::InstanceNotFound => StatusCode::NOT_FOUND,
+            Rejection::BadPath(_) => StatusCode::BAD_REQUEST,
             Rejection::IpNotAllowed(_) | Rejection::ClientTokenMissing | Rejection::ClientTokenInvalid => {
                 StatusCode::FORBIDDEN
             }
@@ -67,8 +75,9 @@ impl Rejection {
                 _ => StatusCode::UNAUTHORIZED,
             },
             Rejection::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Rejection::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
             Rejection::BadRequest(_) => StatusCode::BAD_REQUEST,
-            Rejection::UpstreamUnavailable => StatusCode::BAD_GATEWAY,
+            Rejection::UpstreamUnavailable | Rejection::EgressDenied => StatusCode::BAD_GATEWAY,
             Rejection::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -76,6 +85,7 @@ impl Rejection {
     fn message(&self) -> std::borrow::Cow<'static, str> {
         match self {
             Rejection::InstanceNotFound => "instance not found".into(),
+            Rejection::BadPath(e) => e.to_string().into(),
             Rejection::IpNotAllowed(ip) => format!("{ip} not allowed").into(),
             Rejection::ClientTokenMissing => "null not allowed".into(),
             Rejection::ClientTokenInvalid => "Client-Token not allowed".into(),
@@ -89,8 +99,10 @@ impl Rejection {
                 _ => "a valid bearer token is required".into(),
             },
             Rejection::BodyTooLarge => "request body too large".into(),
+            Rejection::BodyTimeout => "request body timeout".into(),
             Rejection::BadRequest(m) => (*m).into(),
             Rejection::UpstreamUnavailable => "upstream unavailable".into(),
+            Rejection::EgressDenied => "upstream address not allowed".into(),
             Rejection::UpstreamTimeout => "upstream timeout".into(),
         }
     }
@@ -131,7 +143,19 @@ mod tests {
             (Rejection::InstanceNotFound, 404, r#"{"error":"instance not found"}"#),
             (Rejection::ClientTokenMissing, 403, r#"{"error":"null not allowed"}"#),
             (Rejection::ClientTokenInvalid, 403, r#"{"error":"Client-Token not allowed"}"#),
-            (Rejection::IpNotAllowed("203.0.113.5".parse().unwrap()), 403, r#"{"error":"203.0.113.5 not allowed"}"#),
+            (
+                Rejection::IpNotAllowed(ClientIp::Known("203.0.113.5".parse().unwrap())),
+                403,
+                r#"{"error":"203.0.113.5 not allowed"}"#,
+            ),
+            (Rejection::IpNotAllowed(ClientIp::Unknown), 403, r#"{"error":"unknown not allowed"}"#),
+            (Rejection::EgressDenied, 502, r#"{"error":"upstream address not allowed"}"#),
+            (Rejection::BodyTimeout, 408, r#"{"error":"request body timeout"}"#),
+            (
+                Rejection::BadPath(PathError::DotSegment),
+                400,
+                r#"{"error":"request path contains a '.' or '..' segment"}"#,
+            ),
             (Rejection::UpstreamUnavailable, 502, r#"{"error":"upstream unavailable"}"#),
             (Rejection::UpstreamTimeout, 504, r#"{"error":"upstream timeout"}"#),
         ];

@@ -9,10 +9,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, KeyAlgorithm, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 
 use super::keys::VerifyKey;
+use crate::egress::{EgressConnector, EgressPolicy};
 use crate::store::TrustedIssuer;
 
 /// Largest JWKS document read.
@@ -36,48 +42,52 @@ pub enum FetchError {
     Invalid,
 }
 
-/// Fetches JWKS documents: no redirects, bounded time and size.
+/// Fetches JWKS documents through the egress policy: no redirects, bounded time and size.
 #[derive(Clone)]
 pub struct JwksFetcher {
-    client: reqwest::Client,
-}
-
-impl Default for JwksFetcher {
-    fn default() -> Self {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(FETCH_TIMEOUT)
-            .connect_timeout(FETCH_TIMEOUT)
-            .user_agent(concat!("tokengate/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .unwrap_or_default();
-        JwksFetcher { client }
-    }
+    client: Client<HttpsConnector<EgressConnector>, Empty<Bytes>>,
 }
 
 impl JwksFetcher {
+    pub fn new(egress: Arc<EgressPolicy>) -> JwksFetcher {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(crate::egress::https_connector(egress, Some(FETCH_TIMEOUT)));
+        JwksFetcher { client }
+    }
+
     pub async fn fetch(&self, uri: &str) -> Result<HashMap<String, VerifyKey>, FetchError> {
-        let mut response = self
-            .client
-            .get(uri)
+        match tokio::time::timeout(FETCH_TIMEOUT, self.fetch_now(uri)).await {
+            Ok(result) => result,
+            Err(_) => Err(FetchError::Http("timed out".into())),
+        }
+    }
+
+    async fn fetch_now(&self, uri: &str) -> Result<HashMap<String, VerifyKey>, FetchError> {
+        let uri: http::Uri = uri.parse().map_err(|_| FetchError::Http("not a URL".into()))?;
+        let request = http::Request::get(uri)
             .header(http::header::ACCEPT, "application/jwk-set+json, application/json")
-            .send()
-            .await
-            .map_err(|e| FetchError::Http(e.without_url().to_string()))?;
+            .header(http::header::USER_AGENT, concat!("tokengate/", env!("CARGO_PKG_VERSION")))
+            .body(Empty::new())
+            .map_err(|_| FetchError::Http("not a URL".into()))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            if crate::egress::is_denied(&e) {
+                FetchError::Http(crate::egress::EgressDenied.to_string())
+            } else {
+                FetchError::Http(e.to_string())
+            }
+        })?;
         if !response.status().is_success() {
             return Err(FetchError::Status(response.status().as_u16()));
         }
-        if response.content_length().is_some_and(|n| n > MAX_JWKS_BYTES as u64) {
-            return Err(FetchError::TooLarge);
-        }
-        let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| FetchError::Http(e.without_url().to_string()))? {
-            if body.len() + chunk.len() > MAX_JWKS_BYTES {
-                return Err(FetchError::TooLarge);
+        let body = Limited::new(response.into_body(), MAX_JWKS_BYTES).collect().await.map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                FetchError::TooLarge
+            } else {
+                FetchError::Http(e.to_string())
             }
-            body.extend_from_slice(&chunk);
-        }
-        parse_key_set(&body)
+        })?;
+        parse_key_set(&body.to_bytes())
     }
 }
 

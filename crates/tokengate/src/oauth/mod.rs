@@ -128,12 +128,17 @@ impl Default for OAuthState {
         use rand::RngExt;
         let key: [u8; 32] = rand::rng().random();
         let master_key = MasterKey::from_hex(&hex::encode(key)).unwrap_or_else(|_| unreachable!());
-        OAuthState::new(Arc::new(master_key), "http://localhost".into(), jwks::KID_REFRESH_INTERVAL)
+        OAuthState::new(Arc::new(master_key), "http://localhost".into(), jwks::KID_REFRESH_INTERVAL, Default::default())
     }
 }
 
 impl OAuthState {
-    pub fn new(master_key: Arc<MasterKey>, issuer: String, kid_refresh_interval: std::time::Duration) -> OAuthState {
+    pub fn new(
+        master_key: Arc<MasterKey>,
+        issuer: String,
+        kid_refresh_interval: std::time::Duration,
+        egress: Arc<crate::egress::EgressPolicy>,
+    ) -> OAuthState {
         OAuthState {
             issuer,
             master_key,
@@ -141,7 +146,7 @@ impl OAuthState {
             clients: ArcSwap::from_pointee(HashMap::new()),
             revoked: ArcSwap::from_pointee(HashMap::new()),
             issuers: ArcSwap::from_pointee(HashMap::new()),
-            fetcher: Arc::new(JwksFetcher::default()),
+            fetcher: Arc::new(JwksFetcher::new(egress)),
             kid_refresh_interval,
             verified: DashMap::new(),
         }

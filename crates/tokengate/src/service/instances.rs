@@ -29,10 +29,13 @@ pub struct InstancePatch {
     pub rules: Option<Vec<Rule>>,
 }
 
-fn valid_upstream(url: &str) -> ServiceResult<String> {
-    let url = url.trim();
-    Upstream::parse(url).map_err(|e| ServiceError::Invalid(e.to_string()))?;
-    Ok(url.to_string())
+impl Services {
+    fn valid_upstream(&self, url: &str) -> ServiceResult<String> {
+        let url = url.trim();
+        Upstream::parse(url).map_err(|e| ServiceError::Invalid(e.to_string()))?;
+        self.egress_allows_url(url, "upstream_url")?;
+        Ok(url.to_string())
+    }
 }
 
 fn valid_rules(rules: Vec<Rule>) -> ServiceResult<Vec<Rule>> {
@@ -53,7 +56,7 @@ impl Services {
             id: InstanceId::new(),
             account_id: account,
             name: valid_name(&new.name, "name")?,
-            upstream_url: valid_upstream(&new.upstream_url)?,
+            upstream_url: self.valid_upstream(&new.upstream_url)?,
             rules: valid_rules(new.rules)?,
             created_at: Timestamp::now(),
         };
@@ -85,7 +88,7 @@ impl Services {
             instance.name = valid_name(&name, "name")?;
         }
         if let Some(url) = patch.upstream_url {
-            instance.upstream_url = valid_upstream(&url)?;
+            instance.upstream_url = self.valid_upstream(&url)?;
         }
         if let Some(rules) = patch.rules {
             instance.rules = valid_rules(rules)?;

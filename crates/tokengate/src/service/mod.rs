@@ -81,9 +81,20 @@ pub struct Services {
     pub usage: Arc<UsageRecorder>,
     pub config: Arc<Config>,
     pub master_key: Arc<crate::master_key::MasterKey>,
+    /// Checked on the literal addresses of URLs tenants give (upstreams, JWKS).
+    pub egress: Arc<crate::egress::EgressPolicy>,
 }
 
 impl Services {
+    /// Refuses (422) a URL whose host is a literal address the egress policy denies.
+    /// Host names are checked on every connection instead (see [`crate::egress`]).
+    pub fn egress_allows_url(&self, url: &str, field: &str) -> ServiceResult<()> {
+        let host = url.parse::<http::Uri>().ok().and_then(|u| u.host().map(str::to_string)).unwrap_or_default();
+        self.egress.check_literal_host(&host).map_err(|_| {
+            ServiceError::Invalid(format!("{field}: the address {host} is not allowed by the egress policy"))
+        })
+    }
+
     /// Brings this node's gateway state up to date after a committed write. Other nodes
     /// get the same change through the store's change notices.
     async fn refresh(&self, change: Change) {

@@ -239,6 +239,7 @@ impl Services {
             return Err(ServiceError::Invalid("tokengate's own issuer is always trusted".into()));
         }
         valid_jwks_uri(&new.jwks_uri)?;
+        self.egress_allows_url(&new.jwks_uri, "jwks_uri")?;
         let scopes_claim = match new.scopes_claim.as_deref() {
             None => "scope".to_string(),
             Some(claim) => bounded(claim, "scopes_claim")?,

@@ -225,7 +225,14 @@ impl Services {
             scopes: None,
             expires_at: None,
         };
-        match self.state.verify_token(presented.trim().as_bytes(), now, only_account, None, client, required) {
+        match self.state.verify_token(
+            presented.trim().as_bytes(),
+            now,
+            only_account,
+            None,
+            client.map(tokengate_core::ClientIp::Known),
+            required,
+        ) {
             Ok(live) => {
                 let c = &live.credential;
                 self.usage.touch(c.id, now);

@@ -112,6 +112,18 @@ impl SqlStore {
         &self.url
     }
 
+    /// This deployment's id: made once, by whichever node opens a new store first
+    /// (the insert is a no-op for the others), then the same for every node.
+    pub async fn deployment_id(&self) -> StoreResult<String> {
+        let fresh = uuid::Uuid::new_v4().simple().to_string();
+        sqlx::query("INSERT INTO deployment (singleton, id) VALUES (1, $1) ON CONFLICT (singleton) DO NOTHING")
+            .bind(fresh)
+            .execute(&self.write)
+            .await?;
+        let row = sqlx::query("SELECT id FROM deployment WHERE singleton = 1").fetch_one(&self.write).await?;
+        Ok(row.try_get::<String, _>(0)?)
+    }
+
     pub async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
         Ok(())

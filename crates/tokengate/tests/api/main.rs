@@ -8,6 +8,7 @@ mod helpers;
 
 mod admin_api;
 mod dashboard;
+mod edge;
 mod gateway;
 mod multi_node;
 mod oauth;

@@ -330,6 +330,42 @@ async fn trusted_issuer_validation() {
     assert_eq!(app.admin(Method::DELETE, &format!("{path}/nope"), None).await.0, StatusCode::NOT_FOUND);
 }
 
+/// The egress policy guards JWKS fetches too: a literal denied address is refused when
+/// the issuer is added, and a name resolving into a denied range is never fetched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trusted_issuer_whose_jwks_host_is_denied_is_never_fetched() {
+    let app = TestApp::spawn_with(None, |c| {
+        c.egress_deny = vec!["127.0.0.1/32".into(), "::1/128".into()];
+        c.jwks_kid_refresh_seconds = 0;
+    })
+    .await;
+    let signer = key(SigningAlg::EdDSA);
+    let idp = Idp::start(&[&signer]).await;
+    let acc = app.create_account("SSO egress").await;
+    // Never reached (every token is refused); on an address the policy allows.
+    let rules = json!([{"methods": ["POST"], "path": "/send-*", "scopes": ["messages:send"]}]);
+    let body = json!({"name": "i", "upstream_url": "http://127.0.0.3:9", "rules": rules});
+    let (s, i) = app.admin(Method::POST, &format!("/v1/accounts/{acc}/instances"), Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{i}");
+    let inst = (i["id"].as_str().unwrap().to_string(), i["token"].as_str().unwrap().to_string());
+    let path = format!("/v1/accounts/{acc}/trusted-issuers");
+    let literal = json!({"issuer": idp.issuer(), "jwks_uri": format!("{}/jwks", idp.url), "audience": "api"});
+    let (s, b) = app.admin(Method::POST, &path, Some(literal)).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{b}");
+    let port = idp.url.rsplit(':').next().unwrap();
+    let named = json!({"issuer": idp.issuer(), "jwks_uri": format!("http://localhost:{port}/jwks"), "audience": "api"});
+    let (s, b) = app.admin(Method::POST, &path, Some(named)).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let claims = json!({"iss": idp.issuer(), "sub": "u", "aud": "api", "exp": now() + 600, "scope": "messages:send"});
+    let token = sign(&signer, &claims, |_| {});
+    // Every refused token asks for a refresh (interval 0); none may reach the IdP.
+    for _ in 0..20 {
+        assert_eq!(status(&app, &inst, &token).await, StatusCode::UNAUTHORIZED);
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert_eq!(idp.state.fetches.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jwks_refresh_on_unknown_kid() {
     // Every unknown kid may trigger a fetch here (the interval has its own unit test).

@@ -1,0 +1,206 @@
+//! The egress policy (SPEC §11): which addresses tokengate connects to on a tenant's
+//! behalf. Every outgoing connection a tenant can cause — upstreams, trusted issuers'
+//! JWKS, webhooks — is made through [`EgressConnector`], so the policy is checked in
+//! one place, on the addresses actually connected to: a host name that resolves into a
+//! denied range is refused at connect time, which also closes DNS rebinding (the name
+//! is resolved once per connection, and the addresses checked are the ones used).
+
+use std::error::Error as StdError;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use hyper_util::rt::TokioIo;
+use tokengate_core::IpAllowlist;
+use tokengate_core::allowlist::BadCidr;
+use tokio::net::TcpStream;
+use tower::Service;
+
+type BoxError = Box<dyn StdError + Send + Sync>;
+
+/// The default `egress_deny`: unspecified, link-local, multicast, broadcast and the
+/// cloud providers' metadata addresses.
+pub const DEFAULT_DENY: &[&str] = &[
+    "0.0.0.0/8",
+    "169.254.0.0/16",
+    "224.0.0.0/4",
+    "255.255.255.255/32",
+    "100.100.100.200/32",
+    "::/128",
+    "fe80::/10",
+    "ff00::/8",
+    "fd00:ec2::254/128",
+];
+
+/// Refused by the egress policy; the gateway answers it
+/// `502 {"error": "upstream address not allowed"}`.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("upstream address not allowed")]
+pub struct EgressDenied;
+
+#[derive(Debug, Clone, Default)]
+pub struct EgressPolicy {
+    deny: IpAllowlist,
+    /// Wins over `deny`.
+    allow: IpAllowlist,
+}
+
+impl EgressPolicy {
+    pub fn new<S: AsRef<str>>(deny: &[S], allow: &[S]) -> Result<EgressPolicy, BadCidr> {
+        Ok(EgressPolicy { deny: IpAllowlist::parse(deny)?, allow: IpAllowlist::parse(allow)? })
+    }
+
+    /// Whether tokengate may connect to `ip` (IPv4-mapped IPv6 is judged as IPv4).
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        self.allow.contains(ip) || !self.deny.contains(ip)
+    }
+
+    /// Checks a URL's host when it is a literal address (names are checked when
+    /// connecting). For instance and issuer validation: a denied literal → `Err`.
+    pub fn check_literal_host(&self, host: &str) -> Result<(), EgressDenied> {
+        match literal(host) {
+            Some(ip) if !self.permits(ip) => Err(EgressDenied),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn literal(host: &str) -> Option<IpAddr> {
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    host.parse().ok()
+}
+
+/// Whether an error, or one of its sources, is an egress refusal.
+pub fn is_denied(error: &(dyn StdError + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.is::<EgressDenied>() {
+            return true;
+        }
+        current = e.source();
+    }
+    false
+}
+
+/// Resolves names with the system resolver, keeping only the permitted addresses.
+#[derive(Clone)]
+pub struct PolicyResolver {
+    gai: GaiResolver,
+    policy: Arc<EgressPolicy>,
+}
+
+impl Service<Name> for PolicyResolver {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.gai.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, name: Name) -> Self::Future {
+        let resolving = self.gai.call(name);
+        let policy = Arc::clone(&self.policy);
+        Box::pin(async move {
+            let allowed: Vec<SocketAddr> = resolving.await?.filter(|a| policy.permits(a.ip())).collect();
+            if allowed.is_empty() {
+                return Err(Box::new(EgressDenied) as BoxError);
+            }
+            Ok(allowed.into_iter())
+        })
+    }
+}
+
+/// A TCP connector that applies the egress policy to literal hosts and to every
+/// resolved address; wrapped by hyper-rustls for https.
+#[derive(Clone)]
+pub struct EgressConnector {
+    http: HttpConnector<PolicyResolver>,
+    policy: Arc<EgressPolicy>,
+}
+
+impl EgressConnector {
+    pub fn new(policy: Arc<EgressPolicy>, connect_timeout: Option<Duration>) -> EgressConnector {
+        let mut http =
+            HttpConnector::new_with_resolver(PolicyResolver { gai: GaiResolver::new(), policy: Arc::clone(&policy) });
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(connect_timeout);
+        EgressConnector { http, policy }
+    }
+}
+
+impl Service<Uri> for EgressConnector {
+    type Response = TokioIo<TcpStream>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.http.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        // Literal addresses never reach the resolver: check them here.
+        if let Some(host) = uri.host()
+            && self.policy.check_literal_host(host).is_err()
+        {
+            return Box::pin(std::future::ready(Err(Box::new(EgressDenied) as BoxError)));
+        }
+        let connecting = self.http.call(uri);
+        Box::pin(async move { connecting.await.map_err(Into::into) })
+    }
+}
+
+/// The connector for http and https (rustls, webpki roots) under the policy.
+pub fn https_connector(
+    policy: Arc<EgressPolicy>,
+    connect_timeout: Option<Duration>,
+) -> hyper_rustls::HttpsConnector<EgressConnector> {
+    hyper_rustls::HttpsConnectorBuilder::new()
+        .with_webpki_roots()
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(EgressConnector::new(policy, connect_timeout))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_deny_list_and_allow_wins() {
+        let policy = EgressPolicy::new(DEFAULT_DENY, &[]).unwrap();
+        for denied in ["169.254.169.254", "0.0.0.0", "224.0.0.1", "255.255.255.255", "100.100.100.200", "::", "fe80::1"]
+        {
+            assert!(!policy.permits(denied.parse().unwrap()), "{denied}");
+        }
+        assert!(!policy.permits("::ffff:169.254.169.254".parse().unwrap()), "mapped v4 is judged as v4");
+        for allowed in ["127.0.0.1", "10.0.0.1", "203.0.113.9", "::1", "2001:db8::1"] {
+            assert!(policy.permits(allowed.parse().unwrap()), "{allowed}");
+        }
+        let policy = EgressPolicy::new(&["127.0.0.0/8"], &["127.0.0.2/32"]).unwrap();
+        assert!(!policy.permits("127.0.0.1".parse().unwrap()));
+        assert!(policy.permits("127.0.0.2".parse().unwrap()));
+        assert!(policy.check_literal_host("[::1]").is_ok());
+        assert!(policy.check_literal_host("127.0.0.9").is_err());
+        assert!(policy.check_literal_host("localhost").is_ok(), "names are checked at connect time");
+    }
+
+    #[tokio::test]
+    async fn names_resolving_into_denied_ranges_are_refused_at_connect() {
+        let policy = Arc::new(EgressPolicy::new(&["127.0.0.0/8", "::1/128"], &[]).unwrap());
+        let mut connector = EgressConnector::new(policy, None);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        for uri in [format!("http://localhost:{port}/"), format!("http://127.0.0.1:{port}/")] {
+            let err = connector.call(uri.parse().unwrap()).await.err().expect("refused");
+            assert!(is_denied(err.as_ref()), "{uri}: {err}");
+        }
+    }
+}
