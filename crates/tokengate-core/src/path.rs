@@ -37,8 +37,6 @@ pub enum PathError {
     BadEscape,
 }
 
-const HEX_UPPER: &[u8; 16] = b"0123456789ABCDEF";
-
 fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
@@ -124,9 +122,8 @@ fn starts_with_escape_pair(pair: &[u8]) -> bool {
 }
 
 fn push_escape(out: &mut String, b: u8) {
-    out.push('%');
-    out.push(char::from(HEX_UPPER[usize::from(b >> 4)]));
-    out.push(char::from(HEX_UPPER[usize::from(b & 0xf)]));
+    use std::fmt::Write;
+    let _ = write!(out, "%{b:02X}");
 }
 
 /// The part of a segment an upstream routes on: before its first `;` parameter, raw or

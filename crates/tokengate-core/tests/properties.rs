@@ -167,7 +167,7 @@ proptest! {
             .collect();
         let set = RuleSet::new(rules.clone()).unwrap();
         let expected = rules.iter().find(|r| {
-            (r.methods.is_empty() || r.methods.iter().any(|m| *m == method)) && glob(r.path.as_bytes(), path.as_bytes())
+            (r.methods.is_empty() || r.methods.contains(&method)) && glob(r.path.as_bytes(), path.as_bytes())
         });
         prop_assert_eq!(set.matching(&method, &path), expected);
     }

@@ -49,11 +49,33 @@ fn verify(c: &mut Criterion) {
     let ip: std::net::IpAddr = [127, 0, 0, 1].into();
     let now = Timestamp::now();
     c.bench_function("opaque_token_verify/1M_loaded", |b| {
-        b.iter(|| state.verify_token(black_box(&probe), now, Some(account), None, Some(ip), &required).is_ok())
+        b.iter(|| {
+            state
+                .verify_token(
+                    black_box(&probe),
+                    now,
+                    Some(account),
+                    None,
+                    Some(tokengate_core::ClientIp::Known(ip)),
+                    &required,
+                )
+                .is_ok()
+        })
     });
     let unknown = token::generate(TokenKind::ApiKey.prefix()).expose_secret().as_bytes().to_vec();
     c.bench_function("opaque_token_verify/unknown_1M_loaded", |b| {
-        b.iter(|| state.verify_token(black_box(&unknown), now, Some(account), None, Some(ip), &required).is_err())
+        b.iter(|| {
+            state
+                .verify_token(
+                    black_box(&unknown),
+                    now,
+                    Some(account),
+                    None,
+                    Some(tokengate_core::ClientIp::Known(ip)),
+                    &required,
+                )
+                .is_err()
+        })
     });
 }
 

@@ -157,6 +157,17 @@ impl Config {
         Ok(config)
     }
 
+    /// The configuration a TOML text gives over the defaults, validated (no environment,
+    /// no flags): what `--config` files go through, for tests and fuzzing.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(text))
+            .extract()
+            .map_err(|e| ConfigError(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// The OAuth issuer identifier: `public_url`, or this server's own address.
     pub fn issuer(&self, bound: SocketAddr) -> String {
         match &self.public_url {

@@ -199,7 +199,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         for uri in [format!("http://localhost:{port}/"), format!("http://127.0.0.1:{port}/")] {
-            let err = connector.call(uri.parse().unwrap()).await.err().expect("refused");
+            let err = connector.call(uri.parse().unwrap()).await.expect_err("refused");
             assert!(is_denied(err.as_ref()), "{uri}: {err}");
         }
     }

@@ -206,7 +206,7 @@ pub fn fit_max_connections(wanted: usize) -> usize {
         && limit.current.is_none_or(|soft| soft < hard)
     {
         limit.current = Some(hard);
-        if let Err(e) = setrlimit(Resource::Nofile, limit.clone()) {
+        if let Err(e) = setrlimit(Resource::Nofile, limit) {
             tracing::debug!(error = %e, "could not raise the file-descriptor limit");
         }
     }
