@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Load benchmark, self-contained: tokengate against nginx doing the same header check in
+# front of the same upstream (nginx answering {"ok":true}), on loopback, in the same
+# run, rounds interleaved. Upstream and gateways share CPU 0, wrk runs on CPU 1, one
+# worker each. Prints req/s, p99 and the ratio to nginx for the accept and reject paths.
+#
+#   TOKEN_KIND=client_token bench/compare.sh   # Client-Token header (403 without it)
+#   bench/compare.sh                           # bearer API key on a rule-protected route
+#   TOKEN_KIND=jwt bench/compare.sh            # an OAuth JWT access token
+#   ROUNDS=5 DURATION=20 bench/compare.sh
+#
+# Needs nginx (nginx-light), wrk, jq and curl; BENCH_INSTALL=1 installs them with apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+CONNS=${CONNS:-64}
+UP=18180 NG=18181 TG=18190
+if [[ ${BENCH_INSTALL:-0} == 1 ]]; then
+  DEBIAN_FRONTEND=noninteractive apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk jq curl
+fi
+for tool in nginx wrk jq curl taskset; do command -v $tool >/dev/null || { echo "compare.sh: $tool missing (BENCH_INSTALL=1 installs it)" >&2; exit 2; }; done
+cargo build --release --locked --bin tokengate
+BIN=$ROOT/target/release/tokengate
+
+RUN=$(mktemp -d -t tokengate-bearer.XXXXXX)
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$RUN"; }
+trap cleanup EXIT
+wait_up() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 did not open" >&2; exit 2; }
+
+# The upstream: a constant JSON answer.
+cat > "$RUN/upstream.conf" <<CONF
+worker_processes 1; daemon off; pid $RUN/upstream.pid; error_log $RUN/upstream.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:$UP; location / { default_type application/json; return 200 '{"ok":true}'; } } }
+CONF
+taskset -c 0 nginx -p "$RUN" -c "$RUN/upstream.conf" & PIDS+=($!)
+wait_up $UP
+
+# tokengate: for a bearer kind, an instance whose one rule needs messages:send and a
+# token holding it; for the Client-Token, an instance without rules and an active
+# security token.
+taskset -c 0 "$BIN" serve --data-dir "$RUN/tg" --listen "127.0.0.1:$TG" --log-level warn & PIDS+=($!)
+wait_up $TG
+ADMIN="Authorization: Bearer $(cat "$RUN/tg/admin-token")"
+api() { curl -sf -H "$ADMIN" -H 'Content-Type: application/json' "$@"; }
+ACC=$(api -d '{"name":"bench"}' "http://127.0.0.1:$TG/v1/accounts" | jq -r .id)
+KIND=${TOKEN_KIND:-api_key}
+RULES='[{"path":"/*","scopes":["messages:send"]}]'
+[[ $KIND == client_token ]] && RULES='[]'
+INST=$(api -d "{\"name\":\"b\",\"upstream_url\":\"http://127.0.0.1:$UP\",\"rules\":$RULES}" \
+  "http://127.0.0.1:$TG/v1/accounts/$ACC/instances")
+KEY=$(api -d '{"name":"bench","kind":"api_key","scopes":["messages:send"]}' "http://127.0.0.1:$TG/v1/accounts/$ACC/tokens" | jq -r .token)
+if [[ $KIND == client_token ]]; then
+  KEY=$(api -X POST "http://127.0.0.1:$TG/v1/accounts/$ACC/security-token" | jq -r .token)
+  api -X POST "http://127.0.0.1:$TG/v1/accounts/$ACC/security-token/activate" >/dev/null
+fi
+if [[ $KIND == jwt ]]; then
+  CLIENT=$(api -d '{"name":"bench","scopes":["messages:send"]}' "http://127.0.0.1:$TG/v1/accounts/$ACC/oauth-clients")
+  KEY=$(curl -sf -u "$(jq -r .client_id <<<"$CLIENT"):$(jq -r .client_secret <<<"$CLIENT")" \
+    -d grant_type=client_credentials "http://127.0.0.1:$TG/oauth/token" | jq -r .access_token)
+fi
+TG_URL="http://127.0.0.1:$TG/instances/$(jq -r .id <<<"$INST")/token/$(jq -r .token <<<"$INST")/api/ping"
+
+# nginx: the same check against a static secret.
+HEADER="Authorization: Bearer $KEY" CHECK="if (\$http_authorization != \"Bearer $KEY\") { return 401 '{\"error\":\"invalid_token\"}'; }" DENY=401
+if [[ $KIND == client_token ]]; then
+  HEADER="Client-Token: $KEY" CHECK="if (\$http_client_token = \"\") { return 403 '{\"error\":\"null not allowed\"}'; } if (\$http_client_token != \"$KEY\") { return 403 '{\"error\":\"Client-Token not allowed\"}'; }" DENY=403
+fi
+cat > "$RUN/gate.conf" <<CONF
+worker_processes 1; daemon off; pid $RUN/gate.pid; error_log $RUN/gate.err;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  upstream up { server 127.0.0.1:$UP; keepalive 512; }
+  server { listen 127.0.0.1:$NG;
+    location / {
+      default_type application/json;
+      $CHECK
+      proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://up; } } }
+CONF
+taskset -c 0 nginx -p "$RUN" -c "$RUN/gate.conf" & PIDS+=($!)
+wait_up $NG
+NG_URL="http://127.0.0.1:$NG/api/ping"
+
+# Both must accept the key and refuse a missing one before anything is timed.
+for url in "$TG_URL" "$NG_URL"; do
+  [[ $(curl -s -o /dev/null -w '%{http_code}' -H "$HEADER" "$url") == 200 ]] || { echo "not 200: $url" >&2; exit 1; }
+  [[ $(curl -s -o /dev/null -w '%{http_code}' "$url") == "$DENY" ]] || { echo "not $DENY without the key: $url" >&2; exit 1; }
+done
+
+rps() {  # rps URL [HEADER] -> "requests/s p99-ms non-2xx"
+  local out
+  if [[ -n ${2:-} ]]; then
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "$2" "$1")
+  else
+    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$1")
+  fi
+  local bad; bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); bad=${bad:-0}
+  # wrk prints the 99th percentile as e.g. "99%  3.21ms" (or us / s).
+  local p99; p99=$(awk '$1 == "99%" { v=$2; u=v; gsub(/[0-9.]/, "", u); gsub(/[a-z]/, "", v);
+    if (u == "us") v /= 1000; else if (u == "s") v *= 1000; printf "%.2f", v }' <<<"$out")
+  echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") ${p99:-0} $bad"
+}
+echo "== $KIND: $ROUNDS rounds x ${DURATION}s, $CONNS connections"
+printf '%-6s %-10s %-8s %10s %9s %8s\n' round target path req/s p99_ms non2xx
+declare -A SUM P99
+for r in $(seq "$ROUNDS"); do
+  for target in nginx tokengate; do
+    url=$NG_URL; [[ $target == tokengate ]] && url=$TG_URL
+    read -r a ap abad < <(rps "$url" "$HEADER")
+    read -r j jp jbad < <(rps "$url")
+    printf '%-6s %-10s %-8s %10s %9s %8s\n' "$r" "$target" accept "$a" "$ap" "$abad" "$r" "$target" reject "$j" "$jp" "$jbad"
+    SUM[$target-accept]+="$a "; SUM[$target-reject]+="$j "
+    P99[$target-accept]+="$ap "; P99[$target-reject]+="$jp "
+  done
+done
+median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+echo "-- medians ($KIND)"
+printf '%-8s %10s %10s %11s %11s %7s\n' path nginx tokengate nginx_p99 tg_p99 ratio
+for path in accept reject; do
+  n=$(median "${SUM[nginx-$path]}"); t=$(median "${SUM[tokengate-$path]}")
+  np=$(median "${P99[nginx-$path]}"); tp=$(median "${P99[tokengate-$path]}")
+  printf '%-8s %10.0f %10.0f %9.2fms %9.2fms %7.2f\n' "$path" "$n" "$t" "$np" "$tp" "$(awk -v t="$t" -v n="$n" 'BEGIN {print t/n}')"
+done
