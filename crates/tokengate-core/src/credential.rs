@@ -96,7 +96,7 @@ pub struct Credential {
 
 impl Credential {
     /// Everything but the rate limit, in the order the verify reasons are reported:
-    /// revoked, expired, account and instance, address, scopes.
+    /// account, revoked, expired, instance, address, scopes.
     pub fn check(
         &self,
         now: Timestamp,
@@ -105,14 +105,16 @@ impl Credential {
         client: Option<ClientIp>,
         required: &[String],
     ) -> Result<(), Denial> {
+        // Another account's token is answered as unknown, whatever its state: its
+        // revocation or expiry is none of this caller's business (SPEC §12).
+        if account.is_some_and(|a| a != self.account_id) {
+            return Err(Denial::NotForHere);
+        }
         if self.revoked_at.is_some_and(|at| at <= now) {
             return Err(Denial::Revoked);
         }
         if self.expires_at.is_some_and(|at| at <= now) {
             return Err(Denial::Expired);
-        }
-        if account.is_some_and(|a| a != self.account_id) {
-            return Err(Denial::NotForHere);
         }
         if instance.is_some_and(|i| !self.instance_ids.is_empty() && !self.instance_ids.contains(&i)) {
             return Err(Denial::NotForHere);
@@ -172,5 +174,11 @@ mod tests {
         revoked.revoked_at = Some(Timestamp::from_millis(6_000));
         assert_eq!(revoked.check(now, None, None, None, &[]), Ok(()), "revocation in the future: grace period");
         assert_eq!(revoked.check(Timestamp::from_millis(6_000), None, None, None, &[]), Err(Denial::Revoked));
+        let later = Timestamp::from_millis(20_000);
+        assert_eq!(
+            revoked.check(later, Some(AccountId::new()), None, None, &[]),
+            Err(Denial::NotForHere),
+            "another account's revoked and expired token is only unknown"
+        );
     }
 }

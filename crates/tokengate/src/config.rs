@@ -72,6 +72,16 @@ pub struct Config {
     pub idle_timeout_seconds: u64,
     /// Open client connections past which new ones are closed at once.
     pub max_connections: usize,
+    /// Live API keys and personal tokens an account may hold (each lives in every
+    /// node's memory).
+    pub max_tokens_per_account: u64,
+    pub max_instances_per_account: u64,
+    pub max_oauth_clients_per_account: u64,
+    /// Usage counts older than this are deleted.
+    pub usage_retention_days: u64,
+    /// How often expired dashboard sessions, old usage rows and stale login throttles
+    /// are pruned.
+    pub housekeeping_interval_seconds: u64,
 }
 
 impl Default for Config {
@@ -102,6 +112,11 @@ impl Default for Config {
             body_read_timeout_seconds: 30,
             idle_timeout_seconds: 60,
             max_connections: 10_000,
+            max_tokens_per_account: 10_000,
+            max_instances_per_account: 1_000,
+            max_oauth_clients_per_account: 100,
+            usage_retention_days: 90,
+            housekeeping_interval_seconds: 3600,
         }
     }
 }
@@ -134,7 +149,17 @@ const ENV_KEYS: &[&str] = &[
     "body_read_timeout_seconds",
     "idle_timeout_seconds",
     "max_connections",
+    "max_tokens_per_account",
+    "max_instances_per_account",
+    "max_oauth_clients_per_account",
+    "usage_retention_days",
+    "housekeeping_interval_seconds",
 ];
+
+/// The settings whose values are text: read from the environment exactly as written
+/// (figment's environment parser would read `TOKENGATE_DATA_DIR=2024`, or an all-digit
+/// master key, as a number).
+const STRING_ENV_KEYS: &[&str] = &["data_dir", "database_url", "public_url", "log_level", "master_key"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -151,7 +176,14 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(Env::prefixed("TOKENGATE_").only(ENV_KEYS)).merge(Serialized::defaults(flags));
+        let typed: Vec<&str> = ENV_KEYS.iter().copied().filter(|k| !STRING_ENV_KEYS.contains(k)).collect();
+        figment = figment.merge(Env::prefixed("TOKENGATE_").only(&typed));
+        for key in STRING_ENV_KEYS {
+            if let Ok(value) = std::env::var(format!("TOKENGATE_{}", key.to_ascii_uppercase())) {
+                figment = figment.merge((*key, value));
+            }
+        }
+        figment = figment.merge(Serialized::defaults(flags));
         let config: Config = figment.extract().map_err(|e| ConfigError(e.to_string()))?;
         config.validate()?;
         Ok(config)
@@ -200,6 +232,9 @@ impl Config {
             if !(1..=24 * 3600).contains(&value) {
                 return Err(ConfigError(format!("{name} must be 1 to 86400")));
             }
+        }
+        if self.usage_retention_days == 0 || self.housekeeping_interval_seconds == 0 {
+            return Err(ConfigError("usage_retention_days and housekeeping_interval_seconds must be at least 1".into()));
         }
         if self.max_connections == 0 {
             return Err(ConfigError("max_connections must be at least 1".into()));

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod dashboard;
+pub mod data_dir;
 pub mod egress;
 pub mod gateway;
 pub mod limits;

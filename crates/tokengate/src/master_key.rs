@@ -8,6 +8,7 @@ use std::path::Path;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use rand::RngExt;
+use zeroize::Zeroizing;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
@@ -17,6 +18,8 @@ pub enum MasterKeyError {
     File(String, std::io::Error),
     #[error("a sealed secret could not be opened (a different master key?)")]
     Open,
+    #[error("master key file {0} is readable by group or others (mode {1:o}): run `chmod 600 {0}`")]
+    TooOpen(String, u32),
 }
 
 pub struct MasterKey(LessSafeKey);
@@ -29,9 +32,10 @@ impl std::fmt::Debug for MasterKey {
 
 impl MasterKey {
     pub fn from_hex(hex_key: &str) -> Result<MasterKey, MasterKeyError> {
-        let mut bytes = [0u8; 32];
-        hex::decode_to_slice(hex_key.trim(), &mut bytes).map_err(|_| MasterKeyError::BadKey)?;
-        let key = UnboundKey::new(&AES_256_GCM, &bytes).map_err(|_| MasterKeyError::BadKey)?;
+        // Every copy of the key material is wiped when dropped (aws-lc keeps its own).
+        let mut bytes = Zeroizing::new([0u8; 32]);
+        hex::decode_to_slice(hex_key.trim(), bytes.as_mut_slice()).map_err(|_| MasterKeyError::BadKey)?;
+        let key = UnboundKey::new(&AES_256_GCM, bytes.as_slice()).map_err(|_| MasterKeyError::BadKey)?;
         Ok(MasterKey(LessSafeKey::new(key)))
     }
 
@@ -42,14 +46,20 @@ impl MasterKey {
         }
         let path = dir.join("master-key");
         let err = |e| MasterKeyError::File(path.display().to_string(), e);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Self::from_hex(&text),
+        match std::fs::read_to_string(&path).map(Zeroizing::new) {
+            Ok(text) => {
+                // Like ssh with a private key: a key others can read is not used.
+                if let Some(mode) = crate::data_dir::group_or_other_bits(&path).map_err(err)? {
+                    return Err(MasterKeyError::TooOpen(path.display().to_string(), mode));
+                }
+                Self::from_hex(&text)
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 use std::io::Write;
                 use std::os::unix::fs::OpenOptionsExt;
-                std::fs::create_dir_all(dir).map_err(err)?;
-                let bytes: [u8; 32] = rand::rng().random();
-                let hex_key = hex::encode(bytes);
+                crate::data_dir::create_private_dir(dir).map_err(err)?;
+                let bytes = Zeroizing::new(rand::rng().random::<[u8; 32]>());
+                let hex_key = Zeroizing::new(hex::encode(bytes.as_slice()));
                 let mut file =
                     std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path).map_err(err)?;
                 file.write_all(hex_key.as_bytes()).map_err(err)?;
@@ -104,7 +114,11 @@ mod tests {
         assert!(other.open(&sealed, "room-app:a:1").is_err());
         assert!(MasterKey::from_hex("abc").is_err());
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(dir.path().join("master-key")).unwrap().permissions().mode();
+        let file = dir.path().join("master-key");
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let refused = MasterKey::load(None, dir.path()).unwrap_err().to_string();
+        assert!(refused.contains("chmod 600") && refused.contains("master-key") && refused.contains("640"), "{refused}");
     }
 }

@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::config::Config;
-use crate::gateway::{self, Gateway, GatewaySettings};
+use crate::gateway::{self, ClientAddr, Gateway, GatewaySettings, PeerAddr};
 use crate::limits::{ClientBody, ConnState, TimedBody, TrackedBody};
 use crate::oauth::OAuthState;
 use crate::service::Services;
@@ -33,17 +33,6 @@ use crate::state::GatewayState;
 use crate::store::{AdminTokenStore, SqlStore, StoreError};
 use crate::usage::UsageRecorder;
 use crate::{api, sync};
-
-/// The TCP peer of a request, for handlers that record it.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
-
-impl PeerAddr {
-    /// The peer's IP address recorded on a request, if any.
-    pub fn ip_of(extensions: &http::Extensions) -> Option<std::net::IpAddr> {
-        extensions.get::<PeerAddr>().map(|p| p.0.ip().to_canonical())
-    }
-}
 
 /// Opens the store the configuration names.
 pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
@@ -69,7 +58,7 @@ pub async fn initialize(store: &SqlStore) -> anyhow::Result<Option<SecretString>
 fn write_admin_token(dir: &Path, secret: &SecretString) -> anyhow::Result<PathBuf> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::create_dir_all(dir)?;
+    crate::data_dir::create_private_dir(dir)?;
     let path = dir.join("admin-token");
     let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
     file.write_all(secret.expose_secret().as_bytes())?;
@@ -103,13 +92,10 @@ impl Application {
                  PostgreSQL must all be given the same master key"
             );
         }
-        let master_key = {
-            let configured = config.master_key.as_ref().map(|k| k.expose_secret().to_string());
-            Arc::new(
-                crate::master_key::MasterKey::load(configured.as_deref(), &config.data_dir)
-                    .context("loading the master key")?,
-            )
-        };
+        let master_key = Arc::new(
+            crate::master_key::MasterKey::load(config.master_key.as_ref().map(|k| k.expose_secret()), &config.data_dir)
+                .context("loading the master key")?,
+        );
         let issuer = config.issuer(local);
         let egress = Arc::new(config.egress_policy());
         let state = Arc::new(GatewayState::new(OAuthState::new(
@@ -177,6 +163,19 @@ impl Application {
                 loop {
                     tokio::select! {
                         _ = tick.tick() => state.oauth.refresh_all_jwks().await,
+                        _ = stop.changed() => break,
+                    }
+                }
+            }));
+        }
+        {
+            let (store, mut stop) = (store.clone(), stop_rx.clone());
+            let config = Arc::clone(&services.config);
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(config.housekeeping_interval_seconds));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => housekeeping(&store, &config).await,
                         _ = stop.changed() => break,
                     }
                 }
@@ -283,6 +282,31 @@ impl Application {
     }
 }
 
+/// Deletes what has outlived its use: expired dashboard sessions and pending logins,
+/// usage counts past their retention, login throttles nobody has touched for a day.
+async fn housekeeping(store: &SqlStore, config: &Config) {
+    use crate::dashboard::session::{ABSOLUTE_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, PENDING_LOGIN_SECONDS};
+    use crate::store::{SessionStore, ThrottleStore, UsageStore};
+    let now = tokengate_core::Timestamp::now();
+    let retention = i64::try_from(config.usage_retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX / 2000);
+    let sessions = store
+        .prune_sessions(
+            now.plus_secs(-IDLE_TIMEOUT_SECONDS),
+            now.plus_secs(-ABSOLUTE_TIMEOUT_SECONDS),
+            now.plus_secs(-PENDING_LOGIN_SECONDS),
+        )
+        .await;
+    let usage = store.prune_usage(now.plus_secs(-retention)).await;
+    let throttles = store.prune_throttles(now.plus_secs(-86_400)).await;
+    match (sessions, usage, throttles) {
+        (Ok(s), Ok(u), Ok(t)) => tracing::debug!(sessions = s, usage_rows = u, throttles = t, "housekeeping"),
+        (s, u, t) => {
+            let error = [s.err(), u.err(), t.err()].into_iter().flatten().map(|e| e.to_string()).collect::<Vec<_>>();
+            tracing::warn!(error = ?error, "housekeeping failed; retrying at the next interval");
+        }
+    }
+}
+
 /// HTTP/2: concurrent streams per connection (SPEC §11), and the keep-alive ping
 /// interval (a peer that does not answer within it is dropped).
 const MAX_H2_STREAMS: u32 = 100;
@@ -314,7 +338,8 @@ impl Edge {
         if req.uri().path().starts_with(gateway::PREFIX) {
             return self.gateway.handle(req, peer).await;
         }
-        req.extensions_mut().insert(PeerAddr(peer));
+        let client = ClientAddr::resolve(peer, req.headers(), self.gateway.trusted_proxies()).client;
+        req.extensions_mut().insert(PeerAddr { peer, client });
         match self.router.clone().oneshot(req).await {
             Ok(response) => response,
             Err(never) => match never {},

@@ -117,6 +117,7 @@ twofa-disable = Turn off
 twofa-bad-code = That code is not valid; scan again and retry.
 
 error-title = Something went wrong
+error-scope-role = A { $role } cannot grant the scope { $scope }: nothing was created.
 error-forbidden = Your role does not allow this.
 error-csrf = The form expired. Reload the page and try again.
 error-refused = The request was refused: { $message }

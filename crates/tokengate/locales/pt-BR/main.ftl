@@ -117,6 +117,7 @@ twofa-disable = Desativar
 twofa-bad-code = Esse código não é válido; leia o QR de novo e tente outra vez.
 
 error-title = Algo deu errado
+error-scope-role = O papel { $role } não pode conceder o escopo { $scope }: nada foi criado.
 error-forbidden = Seu papel não permite esta ação.
 error-csrf = O formulário expirou. Recarregue a página e tente de novo.
 error-refused = A solicitação foi recusada: { $message }

@@ -26,9 +26,18 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The machine-readable `code` some errors carry beside `error`.
+    fn code(&self) -> Option<&'static str> {
+        match self {
+            ApiError::Service(ServiceError::QuotaExceeded(_)) => Some("quota_exceeded"),
+            _ => None,
+        }
+    }
+
     /// Status and public message. Store failures are not described to the client.
     fn parts(&self) -> (StatusCode, String) {
         match self {
+            ApiError::Service(ServiceError::QuotaExceeded(m)) => (StatusCode::CONFLICT, m.clone()),
             ApiError::Service(ServiceError::NotFound(what)) => (StatusCode::NOT_FOUND, format!("{what} not found")),
             ApiError::Service(ServiceError::Invalid(m)) => (StatusCode::UNPROCESSABLE_ENTITY, m.clone()),
             ApiError::Service(ServiceError::Conflict(m)) => (StatusCode::CONFLICT, m.clone()),
@@ -54,7 +63,11 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::error!(error = %self, "admin request failed");
         }
-        let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+        let body = match self.code() {
+            Some(code) => serde_json::json!({ "error": message, "code": code }),
+            None => serde_json::json!({ "error": message }),
+        };
+        let mut response = (status, Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -12,11 +12,13 @@ use tokengate_core::token::{self, Prefix};
 
 use super::error::ApiError;
 use crate::gateway::bearer_token;
-use crate::server::PeerAddr;
+use crate::gateway::PeerAddr;
 use crate::service::{Actor, Services};
 
-/// A JSON body. Malformed JSON → 400, wrong fields or types → 422, another content
-/// type → 415, too large → 413. An empty body reads as `{}`.
+/// A JSON body. Malformed JSON → 400, anything but an object (`[]`, `1`, `"x"`) or
+/// wrong fields or types → 422, another content type → 415, too large → 413. An empty
+/// body reads as `{}`. (serde would read `[]` as a struct whose fields all have
+/// defaults: the object check comes first.)
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
@@ -41,6 +43,13 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
             if !json {
                 return Err(ApiError::UnsupportedMediaType);
             }
+        }
+        let first = body.iter().find(|b| !b.is_ascii_whitespace()).copied();
+        if first != Some(b'{') {
+            return match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+                Ok(_) => Err(ApiError::Unprocessable("the request body must be a JSON object".into())),
+                Err(e) => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
+            };
         }
         serde_json::from_slice(body).map(ApiJson).map_err(|e| match e.classify() {
             serde_json::error::Category::Data => ApiError::Unprocessable(format!("invalid request body: {e}")),

@@ -15,7 +15,7 @@ use tokengate_core::Timestamp;
 
 use super::extract::admin_actor;
 use crate::gateway::bearer_token;
-use crate::server::PeerAddr;
+use crate::gateway::PeerAddr;
 use crate::service::{Introspection, OAuthError, ProtocolCaller, Services, TokenResponse};
 
 /// A form-encoded request body: each parameter at most once (RFC 6749 §3.2).

@@ -31,7 +31,7 @@ impl DashError {
             ServiceError::NotFound(_) | ServiceError::Store(StoreError::NotFound) => DashError::NotFound(lang),
             // The dashboard checks its forms first, with messages in the visitor's language;
             // what the service still refuses is shown inside a translated sentence.
-            ServiceError::Invalid(m) | ServiceError::Conflict(m) => {
+            ServiceError::Invalid(m) | ServiceError::Conflict(m) | ServiceError::QuotaExceeded(m) => {
                 DashError::Invalid(lang, lang.t1("error-refused", "message", &m))
             }
             ServiceError::Store(e) => {

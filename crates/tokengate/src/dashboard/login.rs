@@ -21,10 +21,11 @@ use super::error::DashError;
 use super::i18n::Lang;
 use super::pages::Page;
 use super::session::{
-    ABSOLUTE_TIMEOUT_SECONDS, CsrfForm, LANG_COOKIE, LOGIN_COOKIE, SESSION_COOKIE, SessionUser, checked_form, cookie,
-    has_csrf, random_token, same_secret, session_digest, set_cookie,
+    ABSOLUTE_TIMEOUT_SECONDS, ADDRESS_FREE_FAILURES, CsrfForm, EMAIL_FREE_FAILURES, LANG_COOKIE, LOGIN_COOKIE,
+    OTP_FREE_FAILURES, PENDING_LOGIN_SECONDS, PENDING_MAX_FAILURES, SESSION_COOKIE, SessionUser, ThrottleKeys,
+    checked_form, cookie, has_csrf, random_token, same_secret, session_digest, set_cookie,
 };
-use crate::store::{SessionStore, StoreError};
+use crate::store::{SessionStore, StoreError, ThrottleStore};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "login.html")]
@@ -135,22 +136,36 @@ pub async fn login(
         return login_page(&state, lang, Some(lang.t("error-csrf")), StatusCode::FORBIDDEN);
     }
     let email = form.email.trim().to_lowercase();
-    let ip = crate::server::PeerAddr::ip_of(&extensions);
-    let now = std::time::Instant::now();
-    if state.throttle.locked(&email, ip, now) {
-        return login_page(&state, lang, Some(lang.t("login-locked")), StatusCode::TOO_MANY_REQUESTS);
+    let ip = crate::gateway::PeerAddr::ip_of(&extensions);
+    let keys = ThrottleKeys::new(&email, ip);
+    let store = &state.services.store;
+    let now = Timestamp::now();
+    match store.throttle_locked(&[&keys.email, &keys.address], now).await {
+        Ok(false) => {}
+        Ok(true) => return login_page(&state, lang, Some(lang.t("login-locked")), StatusCode::TOO_MANY_REQUESTS),
+        Err(e) => return DashError::store(e, lang).into_response(),
     }
-    let record = match state.services.store.login_record(&email).await {
+    let record = match store.login_record(&email).await {
         Ok(record) => record,
         Err(e) => return DashError::store(e, lang).into_response(),
     };
     let ok = verify_password(form.password, record.as_ref().map(|r| r.password_hash.clone())).await;
     let Some(record) = record.filter(|_| ok) else {
-        state.throttle.failed(&email, ip, now);
+        let counted = async {
+            store.throttle_failed(&keys.email, EMAIL_FREE_FAILURES, now).await?;
+            store.throttle_failed(&keys.address, ADDRESS_FREE_FAILURES, now).await
+        };
+        if let Err(e) = counted.await {
+            return DashError::store(e, lang).into_response();
+        }
         tracing::info!(ip = ?ip, "dashboard login failed");
         return login_page(&state, lang, Some(lang.t("login-failed")), StatusCode::UNAUTHORIZED);
     };
-    state.throttle.succeeded(&email);
+    // A right password clears the password count only: the one-time-code count of
+    // the member stands (SPEC §12).
+    if let Err(e) = store.throttle_reset(&keys.email).await {
+        return DashError::store(e, lang).into_response();
+    }
     let session_id = random_token();
     let second_factor = record.totp_sealed.is_some();
     let created = state
@@ -177,7 +192,8 @@ pub async fn login(
     (cookies, Redirect::to(next)).into_response()
 }
 
-/// The session waiting for its second factor, with the member's TOTP.
+/// The session waiting for its second factor, with the member's TOTP. A pending login
+/// older than [`PENDING_LOGIN_SECONDS`] is over (and deleted).
 async fn pending(
     state: &DashState,
     headers: &HeaderMap,
@@ -187,12 +203,36 @@ async fn pending(
     if !session.mfa_pending {
         return None;
     }
+    if session.created_at.plus_secs(PENDING_LOGIN_SECONDS) <= Timestamp::now() {
+        let _ = state.services.store.delete_session(digest).await;
+        return None;
+    }
     let record = state.services.store.login_record(&session.member.email).await.ok()??;
     let sealed = record.totp_sealed?;
     let secret = state.services.master_key.open(&sealed, &totp_context(&session.member)).ok()?;
     let totp = totp(secret, &session.member.email)?;
     let csrf = session.csrf.clone();
     Some((digest, session, totp, csrf))
+}
+
+/// Counts a wrong one-time code: against the member (across logins), the client
+/// address, and the pending login, which ends at [`PENDING_MAX_FAILURES`].
+async fn wrong_code(
+    state: &DashState,
+    member: tokengate_core::MemberId,
+    address: &str,
+    pending: Option<tokengate_core::Digest>,
+) -> Result<(), StoreError> {
+    let store = &state.services.store;
+    let now = Timestamp::now();
+    store.throttle_failed(&ThrottleKeys::otp(member), OTP_FREE_FAILURES, now).await?;
+    store.throttle_failed(address, ADDRESS_FREE_FAILURES, now).await?;
+    if let Some(digest) = pending
+        && store.mfa_failed(digest).await? >= PENDING_MAX_FAILURES
+    {
+        store.delete_session(digest).await?;
+    }
+    Ok(())
 }
 
 fn totp_context(member: &crate::store::Member) -> String {
@@ -245,27 +285,34 @@ pub async fn otp(
     if !same_secret(&form.csrf, &csrf) {
         return DashError::Csrf(lang).into_response();
     }
-    let ip = crate::server::PeerAddr::ip_of(&extensions);
-    let now = std::time::Instant::now();
-    let email = session.member.email.clone();
+    let ip = crate::gateway::PeerAddr::ip_of(&extensions);
+    let keys = ThrottleKeys::new(&session.member.email, ip);
+    let member = session.member.id;
     let failed = |status: StatusCode| {
         let page =
             OtpPage { page: Page::anonymous(lang, "/login/otp", csrf.clone()), error: Some(lang.t("otp-failed")) };
         (status, page).into_response()
     };
-    if state.throttle.locked(&email, ip, now) {
-        return failed(StatusCode::TOO_MANY_REQUESTS);
+    let store = &state.services.store;
+    match store.throttle_locked(&[&ThrottleKeys::otp(member), &keys.address], Timestamp::now()).await {
+        Ok(false) => {}
+        Ok(true) => return failed(StatusCode::TOO_MANY_REQUESTS),
+        Err(e) => return DashError::store(e, lang).into_response(),
     }
-    let Some(step) = matching_step(&totp, &form.code, now_secs()) else {
-        state.throttle.failed(&email, ip, now);
-        return failed(StatusCode::UNAUTHORIZED);
+    let accepted = match matching_step(&totp, &form.code, now_secs()) {
+        Some(step) => store.complete_mfa(digest, member, step).await,
+        None => Err(StoreError::Conflict("wrong code")),
     };
-    match state.services.store.complete_mfa(digest, session.member.id, step).await {
-        Ok(()) => Redirect::to("/dashboard/security").into_response(),
-        Err(StoreError::Conflict(_)) => {
-            state.throttle.failed(&email, ip, now);
-            failed(StatusCode::UNAUTHORIZED)
-        }
+    match accepted {
+        Ok(()) => match store.throttle_reset(&ThrottleKeys::otp(member)).await {
+            Ok(()) => Redirect::to("/dashboard/security").into_response(),
+            Err(e) => DashError::store(e, lang).into_response(),
+        },
+        // A wrong code, or a right one already used (a replay).
+        Err(StoreError::Conflict(_)) => match wrong_code(&state, member, &keys.address, Some(digest)).await {
+            Ok(()) => failed(StatusCode::UNAUTHORIZED),
+            Err(e) => DashError::store(e, lang).into_response(),
+        },
         Err(e) => DashError::store(e, lang).into_response(),
     }
 }
@@ -339,16 +386,19 @@ fn enrollment(user: &SessionUser, secret_b32: Option<String>, error: Option<Stri
     }
 }
 
+fn enabled_page(user: &SessionUser, error: Option<String>) -> TwoFaPage {
+    TwoFaPage {
+        page: Page::for_user(user, "2fa", "/dashboard/2fa"),
+        enabled: true,
+        secret: String::new(),
+        qr_svg: String::new(),
+        error,
+    }
+}
+
 pub async fn twofa(State(state): State<DashState>, user: SessionUser) -> Result<Response, DashError> {
     if totp_enabled(&state, &user).await? {
-        let page = TwoFaPage {
-            page: Page::for_user(&user, "2fa", "/dashboard/2fa"),
-            enabled: true,
-            secret: String::new(),
-            qr_svg: String::new(),
-            error: None,
-        };
-        return Ok(page.into_response());
+        return Ok(enabled_page(&user, None).into_response());
     }
     Ok(enrollment(&user, None, None).into_response())
 }
@@ -379,19 +429,33 @@ pub async fn enable_twofa(
     Ok(Redirect::to("/dashboard/2fa").into_response())
 }
 
+/// Turning two-factor login off asks for a current code (SPEC §12): a stolen session
+/// alone cannot remove the second factor.
 pub async fn disable_twofa(
     State(state): State<DashState>,
     user: SessionUser,
-    form: Result<Form<CsrfForm>, FormRejection>,
+    form: Result<Form<CodeForm>, FormRejection>,
 ) -> Result<Response, DashError> {
-    checked_form(form, &user)?;
+    let form = checked_form(form, &user)?;
+    let lang = user.lang;
+    let store = &state.services.store;
+    let otp_key = ThrottleKeys::otp(user.member.id);
+    let address = ThrottleKeys::new(&user.member.email, user.ip).address;
+    if store.throttle_locked(&[&otp_key, &address], Timestamp::now()).await.map_err(|e| DashError::store(e, lang))? {
+        return Ok((StatusCode::TOO_MANY_REQUESTS, enabled_page(&user, Some(lang.t("otp-failed")))).into_response());
+    }
+    let record = store.login_record(&user.member.email).await.map_err(|e| DashError::store(e, lang))?;
+    let current = record
+        .and_then(|r| r.totp_sealed)
+        .and_then(|sealed| state.services.master_key.open(&sealed, &totp_context(&user.member)).ok())
+        .and_then(|secret| totp(secret, &user.member.email))
+        .and_then(|t| matching_step(&t, &form.code, now_secs()));
+    if current.is_none() {
+        wrong_code(&state, user.member.id, &address, None).await.map_err(|e| DashError::store(e, lang))?;
+        return Ok((StatusCode::UNAUTHORIZED, enabled_page(&user, Some(lang.t("otp-failed")))).into_response());
+    }
     let audit = user.actor().audit(Some(user.member.account_id), "member.totp_disabled", user.member.id);
-    state
-        .services
-        .store
-        .set_totp(user.member.id, None, user.digest, &audit)
-        .await
-        .map_err(|e| DashError::store(e, user.lang))?;
+    store.set_totp(user.member.id, None, user.digest, &audit).await.map_err(|e| DashError::store(e, lang))?;
     Ok(Redirect::to("/dashboard/2fa").into_response())
 }
 

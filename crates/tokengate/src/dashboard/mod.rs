@@ -10,7 +10,6 @@ mod login;
 mod pages;
 pub mod session;
 
-use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::Request;
@@ -25,7 +24,6 @@ use crate::service::Services;
 #[derive(Clone)]
 pub struct DashState {
     pub services: Services,
-    pub throttle: Arc<session::Throttle>,
     /// Cookies get `Secure` when the public URL is https or `cookie_secure` is set.
     pub secure_cookies: bool,
 }
@@ -52,10 +50,18 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "public, max-age=3600")], body).into_response()
 }
 
+/// The dashboard routes that act on an object by its id (the usage page takes one in
+/// its query, `?token=`). Tests try every one with ids of another account.
+pub const TOKEN_REVOKE: &str = "/dashboard/tokens/{id}/revoke";
+pub const TOKEN_ROTATE: &str = "/dashboard/tokens/{id}/rotate";
+pub const MEMBER_REMOVE: &str = "/dashboard/members/{id}/remove";
+pub const OAUTH_CLIENT_DELETE: &str = "/dashboard/oauth-clients/{id}/delete";
+pub const ROUTES_WITH_IDS: [&str; 4] = [TOKEN_REVOKE, TOKEN_ROTATE, MEMBER_REMOVE, OAUTH_CLIENT_DELETE];
+
 pub fn router(services: Services) -> Router {
     let secure_cookies = services.config.cookie_secure
         || services.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
-    let state = DashState { services, throttle: Arc::default(), secure_cookies };
+    let state = DashState { services, secure_cookies };
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         drop(runtime.spawn_blocking(login::warm_up));
     }
@@ -72,13 +78,13 @@ pub fn router(services: Services) -> Router {
         .route("/dashboard/security/deactivate", post(pages::deactivate))
         .route("/dashboard/security/rotate", post(pages::rotate))
         .route("/dashboard/tokens", get(pages::tokens).post(pages::create_token))
-        .route("/dashboard/tokens/{id}/revoke", post(pages::revoke_token))
-        .route("/dashboard/tokens/{id}/rotate", post(pages::rotate_token))
+        .route(TOKEN_REVOKE, post(pages::revoke_token))
+        .route(TOKEN_ROTATE, post(pages::rotate_token))
         .route("/dashboard/instances", get(pages::instances).post(pages::create_instance))
         .route("/dashboard/members", post(pages::create_member))
-        .route("/dashboard/members/{id}/remove", post(pages::delete_member))
+        .route(MEMBER_REMOVE, post(pages::delete_member))
         .route("/dashboard/oauth-clients", get(pages::oauth_clients).post(pages::create_oauth_client))
-        .route("/dashboard/oauth-clients/{id}/delete", post(pages::delete_oauth_client))
+        .route(OAUTH_CLIENT_DELETE, post(pages::delete_oauth_client))
         .route("/dashboard/usage", get(pages::usage))
         .route("/dashboard/audit", get(pages::audit))
         .route("/dashboard/2fa", get(login::twofa))

@@ -18,6 +18,7 @@ use super::chart::{Series, stacked_bars};
 use super::error::DashError;
 use super::i18n::Lang;
 use super::session::{CsrfForm, SessionUser, checked_form, has_csrf};
+use crate::service::authz::{Action, Credential};
 use crate::service::{NewOAuthClient, NewToken, UsageBucket, UsageQuery};
 use crate::store::{AuditEntry, RateLimit, UsageKind, UsageStore};
 
@@ -200,9 +201,6 @@ pub async fn security(State(state): State<DashState>, user: SessionUser) -> Resu
     security_page(&state, &user, None, false, None).await
 }
 
-fn require_security_role(user: &SessionUser) -> Result<(), DashError> {
-    if user.can_manage_security() { Ok(()) } else { Err(DashError::Forbidden(user.lang)) }
-}
 
 /// "Configure now": a new, disabled token, shown in this answer only.
 pub async fn configure(
@@ -211,7 +209,7 @@ pub async fn configure(
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     checked_form(f, &user)?;
-    require_security_role(&user)?;
+    user.authorize(&Action::ManageSecurityToken)?;
     let (secret, _) = state
         .services
         .generate_security_token(&user.actor(), user.member.account_id)
@@ -234,7 +232,7 @@ pub async fn activate(
     f: Result<Form<ActivateForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     let f = checked_form(f, &user)?;
-    require_security_role(&user)?;
+    user.authorize(&Action::ManageSecurityToken)?;
     let lang = user.lang;
     if f.confirm != "1" {
         let view =
@@ -257,7 +255,7 @@ pub async fn deactivate(
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     checked_form(f, &user)?;
-    require_security_role(&user)?;
+    user.authorize(&Action::ManageSecurityToken)?;
     state
         .services
         .set_security_token_active(&user.actor(), user.member.account_id, false)
@@ -279,7 +277,7 @@ pub async fn rotate(
     f: Result<Form<RotateForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     let f = checked_form(f, &user)?;
-    require_security_role(&user)?;
+    user.authorize(&Action::ManageSecurityToken)?;
     let grace = f
         .grace_seconds
         .trim()
@@ -427,9 +425,6 @@ fn words(text: &str) -> Vec<String> {
     text.split([' ', ',', '\n', '\t']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
 
-fn require_token_role(user: &SessionUser) -> Result<(), DashError> {
-    if user.can_manage_tokens() { Ok(()) } else { Err(DashError::Forbidden(user.lang)) }
-}
 
 pub async fn create_token(
     State(state): State<DashState>,
@@ -437,7 +432,6 @@ pub async fn create_token(
     f: Result<Form<TokenForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     let f = checked_form(f, &user)?;
-    require_token_role(&user)?;
     let lang = user.lang;
     let kind = TokenKind::parse(&f.kind).unwrap_or(TokenKind::ApiKey);
     check::name(&f.name, lang)?;
@@ -455,6 +449,7 @@ pub async fn create_token(
         rate_limit: rate.map(|limit| RateLimit { limit: u32::try_from(limit).unwrap_or(u32::MAX), window_seconds: 60 }),
         instance_ids: Vec::new(),
     };
+    user.authorize(&Action::CreateCredential { kind: kind.into(), scopes: &new.scopes })?;
     let (_, secret) = state
         .services
         .create_token(&user.actor(), user.member.account_id, new)
@@ -463,13 +458,11 @@ pub async fn create_token(
     tokens_page(&state, &user, Some(secret.expose_secret().to_string()), None).await
 }
 
-/// The token, when it belongs to the member's account (others are not found).
-async fn own_token(state: &DashState, user: &SessionUser, id: &str) -> Result<TokenId, DashError> {
+/// The token, when the member may rotate or revoke it (another account's is not found).
+async fn manageable_token(state: &DashState, user: &SessionUser, id: &str) -> Result<TokenId, DashError> {
     let id: TokenId = id.parse().map_err(|_| DashError::NotFound(user.lang))?;
     let token = state.services.token(id).await.map_err(|e| DashError::service(e, user.lang))?;
-    if token.account_id != user.member.account_id {
-        return Err(DashError::NotFound(user.lang));
-    }
+    user.authorize(&Action::ManageToken(&token))?;
     Ok(id)
 }
 
@@ -480,8 +473,7 @@ pub async fn revoke_token(
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     checked_form(f, &user)?;
-    require_token_role(&user)?;
-    let id = own_token(&state, &user, &id).await?;
+    let id = manageable_token(&state, &user, &id).await?;
     state.services.revoke_token(&user.actor(), id).await.map_err(|e| DashError::service(e, user.lang))?;
     tokens_page(&state, &user, None, Some(user.lang.t("token-revoked"))).await
 }
@@ -493,8 +485,7 @@ pub async fn rotate_token(
     f: Result<Form<RotateForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     let f = checked_form(f, &user)?;
-    require_token_role(&user)?;
-    let id = own_token(&state, &user, &id).await?;
+    let id = manageable_token(&state, &user, &id).await?;
     let grace = check::grace(&f.grace_seconds, user.lang)?;
     let (_, secret) =
         state.services.rotate_token(&user.actor(), id, grace).await.map_err(|e| DashError::service(e, user.lang))?;
@@ -546,7 +537,7 @@ pub async fn create_instance(
     f: Result<Form<InstanceForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     let f = checked_form(f, &user)?;
-    require_security_role(&user)?;
+    user.authorize(&Action::ManageInstances)?;
     check::name(&f.name, user.lang)?;
     check::upstream(&f.upstream_url, user.lang)?;
     let new = crate::service::NewInstance {
@@ -578,14 +569,12 @@ pub async fn create_member(
     f: Result<Form<MemberForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     let f = checked_form(f, &user)?;
-    require_security_role(&user)?;
+    user.authorize(&Action::AddMember(crate::store::Role::Viewer))?;
     check::email(&f.email, user.lang)?;
     check::password(&f.password, user.lang)?;
     let role =
         crate::store::Role::parse(&f.role).ok_or_else(|| DashError::Invalid(user.lang, user.lang.t("error-role")))?;
-    if role == crate::store::Role::Owner && user.member.role != crate::store::Role::Owner {
-        return Err(DashError::Forbidden(user.lang));
-    }
+    user.authorize(&Action::AddMember(role))?;
     state
         .services
         .create_member(&user.actor(), user.member.account_id, &f.email, f.password.into(), role)
@@ -602,14 +591,11 @@ pub async fn delete_member(
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     checked_form(f, &user)?;
-    require_security_role(&user)?;
     let id: tokengate_core::MemberId = id.parse().map_err(|_| DashError::NotFound(user.lang))?;
     let members =
         state.services.list_members(user.member.account_id).await.map_err(|e| DashError::service(e, user.lang))?;
     let target = members.into_iter().find(|m| m.id == id).ok_or(DashError::NotFound(user.lang))?;
-    if target.role == crate::store::Role::Owner && user.member.role != crate::store::Role::Owner {
-        return Err(DashError::Forbidden(user.lang));
-    }
+    user.authorize(&Action::RemoveMember(&target))?;
     state.services.delete_member(&user.actor(), id).await.map_err(|e| DashError::service(e, user.lang))?;
     instances_page(&state, &user, None).await
 }
@@ -658,10 +644,10 @@ pub async fn create_oauth_client(
     f: Result<Form<ClientForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     let f = checked_form(f, &user)?;
-    require_token_role(&user)?;
     check::name(&f.name, user.lang)?;
     check::scopes(&words(&f.scopes), user.lang)?;
     let new = NewOAuthClient { name: f.name, scopes: words(&f.scopes) };
+    user.authorize(&Action::CreateCredential { kind: Credential::OAuthClient, scopes: &new.scopes })?;
     let (client, secret) = state
         .services
         .create_oauth_client(&user.actor(), user.member.account_id, new)
@@ -678,7 +664,7 @@ pub async fn delete_oauth_client(
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     checked_form(f, &user)?;
-    require_token_role(&user)?;
+    user.authorize(&Action::ManageOAuthClient(user.member.account_id))?;
     let id: tokengate_core::ClientId = id.parse().map_err(|_| DashError::NotFound(user.lang))?;
     state
         .services
@@ -713,8 +699,11 @@ pub async fn usage(
     let query = UsageQuery::default();
     let (heading, buckets): (String, Vec<UsageBucket>) = match params.token.as_deref() {
         Some(id) => {
-            let id = own_token(&state, &user, id).await?;
+            let id: TokenId = id.parse().map_err(|_| DashError::NotFound(lang))?;
             let token = state.services.token(id).await.map_err(|e| DashError::service(e, lang))?;
+            if token.account_id != user.member.account_id {
+                return Err(DashError::NotFound(lang));
+            }
             let buckets = state.services.token_usage(id, &query).await.map_err(|e| DashError::service(e, lang))?;
             (lang.t1("usage-token", "name", &token.name), buckets)
         }

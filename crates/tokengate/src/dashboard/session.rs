@@ -3,11 +3,9 @@
 //! per session checked on every form; and the login throttle.
 
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
 
 use axum::extract::FromRequestParts;
 use base64::Engine;
-use dashmap::DashMap;
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue};
 use rand::RngExt;
@@ -16,7 +14,8 @@ use tokengate_core::{Digest, Timestamp};
 use super::DashState;
 use super::error::DashError;
 use super::i18n::Lang;
-use crate::store::{Member, Role, SessionStore};
+use crate::service::authz::{Action, Credential, MemberCaller, Refusal};
+use crate::store::{Member, SessionStore};
 
 pub const SESSION_COOKIE: &str = "tg_session";
 pub const LOGIN_COOKIE: &str = "tg_login";
@@ -68,12 +67,34 @@ pub struct SessionUser {
 }
 
 impl SessionUser {
+    /// The member as the one authorization rule sees it ([`crate::service::authz`]).
+    pub fn caller(&self) -> MemberCaller {
+        MemberCaller::new(&self.member)
+    }
+
+    /// Whether the member may do this (for showing or hiding forms).
+    pub fn may(&self, action: &Action<'_>) -> bool {
+        self.caller().may(action)
+    }
+
+    /// Refuses, in the member's language, what the member may not do.
+    pub fn authorize(&self, action: &Action<'_>) -> Result<(), DashError> {
+        self.caller().authorize(action).map_err(|refusal| match refusal {
+            Refusal::Forbidden => DashError::Forbidden(self.lang),
+            Refusal::NotFound => DashError::NotFound(self.lang),
+            Refusal::ScopeAboveRole { role, scope } => DashError::Invalid(
+                self.lang,
+                self.lang.t_args("error-scope-role", &[("role", role), ("scope", &scope)]),
+            ),
+        })
+    }
+
     pub fn can_manage_tokens(&self) -> bool {
-        self.member.role != Role::Viewer
+        self.may(&Action::CreateCredential { kind: Credential::ApiKey, scopes: &[] })
     }
 
     pub fn can_manage_security(&self) -> bool {
-        matches!(self.member.role, Role::Owner | Role::Admin)
+        self.may(&Action::ManageSecurityToken)
     }
 
     /// Checks a form's CSRF field against the session's token.
@@ -119,7 +140,7 @@ impl FromRequestParts<DashState> for SessionUser {
             csrf: session.csrf,
             lang,
             digest,
-            ip: crate::server::PeerAddr::ip_of(&parts.extensions),
+            ip: crate::gateway::PeerAddr::ip_of(&parts.extensions),
         })
     }
 }
@@ -154,45 +175,32 @@ pub fn checked_form<T: HasCsrf>(
     Ok(form)
 }
 
-/// Back-off after failed logins, per email and per client address: from the fifth
-/// failure (the twentieth for an address) a key is locked, for one minute doubling up to
-/// an hour. Kept per node, in memory.
-#[derive(Default)]
-pub struct Throttle {
-    failures: DashMap<String, (u32, Option<Instant>)>,
+/// Free failures before a lock: wrong passwords per email, any failure per client
+/// address, wrong one-time codes per member (across logins: a correct password does
+/// not reset it).
+pub const EMAIL_FREE_FAILURES: u32 = 5;
+pub const ADDRESS_FREE_FAILURES: u32 = 20;
+pub const OTP_FREE_FAILURES: u32 = 10;
+/// A login waiting for its one-time code ends after this many wrong codes, or after
+/// [`PENDING_LOGIN_SECONDS`].
+pub const PENDING_MAX_FAILURES: u32 = 5;
+pub const PENDING_LOGIN_SECONDS: i64 = 5 * 60;
+
+/// The login throttle's keys. The address is the client's as resolved through
+/// `trusted_proxies` (never the proxy's own).
+pub struct ThrottleKeys {
+    pub email: String,
+    pub address: String,
 }
 
-const EMAIL_FREE_FAILURES: u32 = 5;
-const ADDRESS_FREE_FAILURES: u32 = 20;
-
-impl Throttle {
-    fn keys(email: &str, ip: Option<IpAddr>) -> [(String, u32); 2] {
-        let ip = ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
-        [(format!("email:{email}"), EMAIL_FREE_FAILURES), (format!("ip:{ip}"), ADDRESS_FREE_FAILURES)]
+impl ThrottleKeys {
+    pub fn new(email: &str, ip: Option<IpAddr>) -> ThrottleKeys {
+        let address = ip.map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
+        ThrottleKeys { email: format!("email:{email}"), address: format!("ip:{address}") }
     }
 
-    pub fn locked(&self, email: &str, ip: Option<IpAddr>, now: Instant) -> bool {
-        Self::keys(email, ip)
-            .iter()
-            .any(|(key, _)| self.failures.get(key).and_then(|e| e.1).is_some_and(|until| until > now))
-    }
-
-    pub fn failed(&self, email: &str, ip: Option<IpAddr>, now: Instant) {
-        for (key, free) in Self::keys(email, ip) {
-            let mut entry = self.failures.entry(key).or_insert((0, None));
-            entry.0 = entry.0.saturating_add(1);
-            if entry.0 >= free {
-                let doublings = (entry.0 - free).min(6);
-                entry.1 = Some(now + Duration::from_secs(60u64 << doublings));
-            }
-        }
-        if self.failures.len() > 100_000 {
-            self.failures.retain(|_, (_, until)| until.is_some_and(|u| u > now));
-        }
-    }
-
-    pub fn succeeded(&self, email: &str) {
-        self.failures.remove(&format!("email:{email}"));
+    pub fn otp(member: tokengate_core::MemberId) -> String {
+        format!("otp:{member}")
     }
 }
 
@@ -211,23 +219,28 @@ mod tests {
         assert_eq!(cookie(&h, "missing"), None);
     }
 
-    #[test]
-    fn repeated_failures_lock_the_email_then_back_off() {
-        let t = Throttle::default();
-        let now = Instant::now();
-        let ip: Option<IpAddr> = Some([10, 0, 0, 1].into());
-        for _ in 0..4 {
-            t.failed("ana@example.com", ip, now);
+    #[tokio::test]
+    async fn repeated_failures_lock_the_key_then_back_off() {
+        use crate::store::{SqlStore, ThrottleStore};
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlStore::open_sqlite(dir.path()).await.unwrap();
+        let ana = ThrottleKeys::new("ana@example.com", Some([10, 0, 0, 1].into()));
+        let now = Timestamp::from_millis(1_000_000);
+        for _ in 0..EMAIL_FREE_FAILURES - 1 {
+            store.throttle_failed(&ana.email, EMAIL_FREE_FAILURES, now).await.unwrap();
         }
-        assert!(!t.locked("ana@example.com", ip, now));
-        t.failed("ana@example.com", ip, now);
-        assert!(t.locked("ana@example.com", ip, now));
-        assert!(t.locked("ana@example.com", Some([10, 0, 0, 2].into()), now), "locked per email, from any address");
-        assert!(!t.locked("bob@example.com", Some([10, 0, 0, 2].into()), now));
-        assert!(!t.locked("ana@example.com", ip, now + Duration::from_secs(61)));
-        t.failed("ana@example.com", ip, now + Duration::from_secs(61));
-        assert!(t.locked("ana@example.com", ip, now + Duration::from_secs(61 + 119)), "doubled");
-        t.succeeded("ana@example.com");
-        assert!(!t.locked("ana@example.com", Some([10, 0, 0, 3].into()), now));
+        assert!(!store.throttle_locked(&[&ana.email], now).await.unwrap());
+        store.throttle_failed(&ana.email, EMAIL_FREE_FAILURES, now).await.unwrap();
+        assert!(store.throttle_locked(&[&ana.email], now).await.unwrap());
+        let from_elsewhere = ThrottleKeys::new("ana@example.com", Some([10, 0, 0, 2].into()));
+        assert!(store.throttle_locked(&[&from_elsewhere.email, &from_elsewhere.address], now).await.unwrap());
+        let bob = ThrottleKeys::new("bob@example.com", Some([10, 0, 0, 2].into()));
+        assert!(!store.throttle_locked(&[&bob.email, &bob.address], now).await.unwrap());
+        let later = now.plus_secs(61);
+        assert!(!store.throttle_locked(&[&ana.email], later).await.unwrap(), "one minute");
+        store.throttle_failed(&ana.email, EMAIL_FREE_FAILURES, later).await.unwrap();
+        assert!(store.throttle_locked(&[&ana.email], later.plus_secs(119)).await.unwrap(), "then two");
+        store.throttle_reset(&ana.email).await.unwrap();
+        assert!(!store.throttle_locked(&[&ana.email], later).await.unwrap());
     }
 }

@@ -130,6 +130,22 @@ pub struct ClientAddr {
     pub via_trusted_proxy: bool,
 }
 
+/// The peer of a request to the admin API, `/oauth` or the dashboard, and its client
+/// address resolved as for the gateway (through `trusted_proxies`): what login
+/// throttles, audit entries and token allowlists use.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr {
+    pub peer: SocketAddr,
+    pub client: ClientIp,
+}
+
+impl PeerAddr {
+    /// The resolved client address of a request, when known.
+    pub fn ip_of(extensions: &http::Extensions) -> Option<IpAddr> {
+        extensions.get::<PeerAddr>().and_then(|p| p.client.known())
+    }
+}
+
 impl ClientAddr {
     /// Resolves the client address (SPEC §11): `X-Forwarded-For` is believed only from a
     /// trusted proxy, and then walked from the right past the trusted proxies.
@@ -159,6 +175,10 @@ impl Gateway {
             via_header,
             metrics: GatewayMetrics::new(),
         }
+    }
+
+    pub fn trusted_proxies(&self) -> &IpAllowlist {
+        &self.trusted_proxies
     }
 
     /// Whether a request has been forwarded by this deployment already.

@@ -109,3 +109,26 @@ pub fn peek_issuer(token: &[u8]) -> Option<String> {
     }
     jsonwebtoken::dangerous::insecure_decode_claims::<Iss>(token).ok().map(|c| c.iss)
 }
+
+/// The `aud` of a token, read without verification: only to answer another account's
+/// expired token like an unknown one (never to accept anything).
+pub fn peek_audience(token: &[u8]) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Aud {
+        One(String),
+        Many(Vec<String>),
+    }
+    #[derive(serde::Deserialize)]
+    struct Claims {
+        aud: Option<Aud>,
+    }
+    if token.len() > MAX_JWT_BYTES {
+        return Vec::new();
+    }
+    match jsonwebtoken::dangerous::insecure_decode_claims::<Claims>(token).ok().and_then(|c| c.aud) {
+        Some(Aud::One(a)) => vec![a],
+        Some(Aud::Many(list)) => list,
+        None => Vec::new(),
+    }
+}

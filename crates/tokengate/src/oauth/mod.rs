@@ -303,7 +303,15 @@ impl OAuthState {
         let expected_aud = account.map(audience);
         let expect = Expect { issuer: &self.issuer, audience: expected_aud.as_deref(), typ: Some(ACCESS_TOKEN_TYPES) };
         let ring = self.keyring.load();
-        let (claims, kid): (AccessClaims, String) = jwt::verify(presented, &ring.verify, &expect).map_err(denial)?;
+        let (claims, kid): (AccessClaims, String) = jwt::verify(presented, &ring.verify, &expect).map_err(|e| {
+            // Expiry is checked before the audience: another account's expired token
+            // must still read as unknown (SPEC §12).
+            let d = denial(e);
+            match &expected_aud {
+                Some(aud) if d == Denial::Expired && !jwt::peek_audience(presented).contains(aud) => Denial::NotFound,
+                _ => d,
+            }
+        })?;
         let account_id = account_of_audience(&claims.aud).ok_or(Denial::NotFound)?;
         let client_id = claims.client_id.parse().map_err(|_| Denial::NotFound)?;
         let scopes = claims.scope.split_ascii_whitespace().map(str::to_string).collect();

@@ -63,7 +63,7 @@ impl Services {
         let secret = token::generate(Prefix::Instance);
         let digest = Digest::of(secret.expose_secret().as_bytes());
         let audit = actor.audit(Some(account), "instance.created", instance.id);
-        self.store.create_instance(&instance, digest, &audit).await?;
+        self.store.create_instance(&instance, digest, &audit, self.config.max_instances_per_account).await?;
         self.refresh(Change::Instance(instance.id)).await;
         Ok((instance, secret))
     }

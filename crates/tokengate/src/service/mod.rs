@@ -3,6 +3,7 @@
 //! tests call these, and [`crate::api::error`] maps [`ServiceError`] to responses.
 
 mod accounts;
+pub mod authz;
 mod instances;
 mod oauth;
 mod reports;
@@ -20,7 +21,8 @@ pub use oauth::{
 pub use reports::{Readiness, UsageBucket, UsageQuery};
 pub use rooms::{IssueRoomToken, IssuedRoomToken, NewRoomApp, RoomVerification, VerifyRoomToken};
 pub use security_token::SecurityTokenView;
-pub use tokens::{NewToken, Verification, role_allows};
+pub use authz::role_allows;
+pub use tokens::{NewToken, Verification};
 
 use tokengate_core::{AccountId, AuditId, Timestamp};
 
@@ -37,6 +39,9 @@ pub enum ServiceError {
     Invalid(String),
     #[error("{0}")]
     Conflict(String),
+    /// A quota of §12 (`409`, `code: "quota_exceeded"`).
+    #[error("{0}")]
+    QuotaExceeded(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -45,6 +50,9 @@ impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => ServiceError::Conflict(m.to_string()),
+            StoreError::QuotaExceeded(what) => {
+                ServiceError::QuotaExceeded(format!("this account has reached its quota of {what}"))
+            }
             other => ServiceError::Store(other),
         }
     }

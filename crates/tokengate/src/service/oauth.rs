@@ -184,7 +184,12 @@ impl Services {
         let secret = token::generate(Prefix::ClientSecret);
         let audit = actor.audit(Some(account), "oauth_client.created", client.client_id);
         self.store
-            .create_oauth_client(&client, Digest::of(secret.expose_secret().as_bytes()), &audit)
+            .create_oauth_client(
+                &client,
+                Digest::of(secret.expose_secret().as_bytes()),
+                &audit,
+                self.config.max_oauth_clients_per_account,
+            )
             .await
             .map_err(|e| not_found(e, "account"))?;
         self.refresh(Change::OAuthClients).await;

@@ -9,7 +9,8 @@ use tokengate_core::{AccountId, Denial, Digest, InstanceId, IpAllowlist, MemberI
 use super::accounts::not_found;
 use super::security_token::MAX_GRACE_SECONDS;
 use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
-use crate::store::{ApiToken, Change, InstanceStore, MemberStore, RateLimit, Role, TokenStore};
+use super::authz::role_allows;
+use crate::store::{ApiToken, Change, InstanceStore, MemberStore, RateLimit, TokenStore};
 
 /// The longest an API key may live (ten years); personal tokens are capped per account.
 const MAX_API_KEY_SECONDS: u64 = 10 * 365 * 24 * 3600;
@@ -52,17 +53,6 @@ pub struct Verification {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<String>, format = DateTime)]
     pub expires_at: Option<Timestamp>,
-}
-
-/// Scopes a role may hold in a personal token. Account administration (`account:`,
-/// `members:`, `security_token:`, `tokens:`) needs owner or admin; a viewer reads.
-pub fn role_allows(role: Role, scope: &str) -> bool {
-    const ADMIN_PREFIXES: [&str; 4] = ["account:", "members:", "security_token:", "tokens:"];
-    match role {
-        Role::Owner | Role::Admin => true,
-        Role::Developer => scope != "*" && !ADMIN_PREFIXES.iter().any(|p| scope.starts_with(p)),
-        Role::Viewer => scope.ends_with(":read"),
-    }
 }
 
 fn duration_secs(value: Option<u64>, what: &str, max: u64) -> ServiceResult<Option<i64>> {
@@ -152,7 +142,8 @@ impl Services {
         };
         let secret = token::generate(new.kind.prefix());
         let audit = actor.audit(Some(account), "token.created", token.id);
-        self.store.create_token(&token, Digest::of(secret.expose_secret().as_bytes()), &audit).await?;
+        let digest = Digest::of(secret.expose_secret().as_bytes());
+        self.store.create_token(&token, digest, &audit, self.config.max_tokens_per_account).await?;
         self.refresh(Change::Token(token.id)).await;
         Ok((token, secret))
     }
@@ -178,6 +169,16 @@ impl Services {
         }
         let old = self.token(id).await?;
         let now = Timestamp::now();
+        // The store re-checks all of this in the statement that rotates (two concurrent
+        // rotations: one wins); here only for a clear message.
+        match old.revoked_at {
+            Some(at) if at > now => return Err(ServiceError::Conflict("this token was already rotated".into())),
+            Some(_) => return Err(ServiceError::Conflict("a revoked token cannot be rotated".into())),
+            None => {}
+        }
+        if old.expires_at.is_some_and(|at| at <= now) {
+            return Err(ServiceError::Conflict("an expired token cannot be rotated".into()));
+        }
         // The new token lives as long as the old one was meant to, counted from now.
         let lifetime = old.expires_at.map(|e| e.as_millis() - old.created_at.as_millis());
         let new = ApiToken {
@@ -251,19 +252,3 @@ impl Services {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn roles_cap_personal_scopes() {
-        assert!(role_allows(Role::Admin, "*"));
-        assert!(role_allows(Role::Developer, "messages:send"));
-        assert!(role_allows(Role::Developer, "messages:*"));
-        assert!(!role_allows(Role::Developer, "*"));
-        assert!(!role_allows(Role::Developer, "members:write"));
-        assert!(role_allows(Role::Viewer, "messages:read"));
-        assert!(!role_allows(Role::Viewer, "messages:send"));
-        assert!(!role_allows(Role::Viewer, "messages:*"));
-    }
-}

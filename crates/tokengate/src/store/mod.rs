@@ -24,6 +24,9 @@ pub enum StoreError {
     NotFound,
     #[error("{0}")]
     Conflict(&'static str),
+    /// Creating one more would pass the account's quota of these.
+    #[error("quota of {0} per account reached")]
+    QuotaExceeded(&'static str),
     #[error("store unavailable: {0}")]
     Backend(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -107,7 +110,9 @@ pub trait MemberStore {
 }
 
 pub trait InstanceStore {
-    async fn create_instance(&self, instance: &Instance, token: Digest, audit: &AuditEntry) -> StoreResult<()>;
+    /// Refused with [`StoreError::QuotaExceeded`] when the account has `max` already.
+    async fn create_instance(&self, instance: &Instance, token: Digest, audit: &AuditEntry, max: u64)
+    -> StoreResult<()>;
     async fn list_instances(&self, account: AccountId) -> StoreResult<Vec<Instance>>;
     async fn get_instance(&self, id: InstanceId) -> StoreResult<Instance>;
     async fn update_instance(&self, instance: &Instance, audit: &AuditEntry) -> StoreResult<()>;
@@ -149,7 +154,10 @@ pub trait SecurityTokenStore {
 }
 
 pub trait TokenStore {
-    async fn create_token(&self, token: &ApiToken, digest: Digest, audit: &AuditEntry) -> StoreResult<()>;
+    /// Refused with [`StoreError::QuotaExceeded`] when the account has `max_live` live
+    /// tokens already.
+    async fn create_token(&self, token: &ApiToken, digest: Digest, audit: &AuditEntry, max_live: u64)
+    -> StoreResult<()>;
     async fn list_tokens(&self, account: AccountId) -> StoreResult<Vec<ApiToken>>;
     async fn get_token(&self, id: TokenId) -> StoreResult<ApiToken>;
     /// Stores `new` and schedules the end of `old` at `old_until`, in one transaction;
@@ -205,7 +213,14 @@ pub trait OAuthStore {
         retired_publish_until: Timestamp,
         audit: &AuditEntry,
     ) -> StoreResult<()>;
-    async fn create_oauth_client(&self, client: &OAuthClient, digest: Digest, audit: &AuditEntry) -> StoreResult<()>;
+    /// Refused with [`StoreError::QuotaExceeded`] when the account has `max` already.
+    async fn create_oauth_client(
+        &self,
+        client: &OAuthClient,
+        digest: Digest,
+        audit: &AuditEntry,
+        max: u64,
+    ) -> StoreResult<()>;
     async fn list_oauth_clients(&self, account: AccountId) -> StoreResult<Vec<OAuthClient>>;
     async fn all_oauth_clients(&self) -> StoreResult<Vec<(OAuthClient, Digest)>>;
     /// Deletes the client of this account; `NotFound` otherwise.
@@ -246,6 +261,30 @@ pub trait SessionStore {
         keep_session: Digest,
         audit: &AuditEntry,
     ) -> StoreResult<()>;
+    /// Counts a wrong one-time code against a pending login; returns how many it has had.
+    async fn mfa_failed(&self, digest: Digest) -> StoreResult<u32>;
+    /// Deletes sessions idle since `idle_before` or created before `created_before`, and
+    /// pending logins created before `pending_before`. Returns how many.
+    async fn prune_sessions(
+        &self,
+        idle_before: Timestamp,
+        created_before: Timestamp,
+        pending_before: Timestamp,
+    ) -> StoreResult<u64>;
+}
+
+/// Login throttles shared by every node of the store: failures per key, and a lock
+/// that starts once a key has had its free failures and doubles with each one after.
+pub trait ThrottleStore {
+    /// Whether any of `keys` is locked at `now`.
+    async fn throttle_locked(&self, keys: &[&str], now: Timestamp) -> StoreResult<bool>;
+    /// Counts a failure; past `free` failures in a row, the key is locked for one
+    /// minute, doubling with each further failure (up to 64 minutes).
+    async fn throttle_failed(&self, key: &str, free: u32, now: Timestamp) -> StoreResult<()>;
+    /// Forgets a key's failures (a success).
+    async fn throttle_reset(&self, key: &str) -> StoreResult<()>;
+    /// Forgets keys neither locked nor touched since `before`.
+    async fn prune_throttles(&self, before: Timestamp) -> StoreResult<u64>;
 }
 
 pub trait AuditStore {
@@ -263,4 +302,6 @@ pub trait UsageStore {
         kind: UsageKind,
         since: Timestamp,
     ) -> StoreResult<Vec<UsageRow>>;
+    /// Deletes buckets that started before `before` (retention). Returns how many.
+    async fn prune_usage(&self, before: Timestamp) -> StoreResult<u64>;
 }

@@ -50,8 +50,9 @@ pub(super) type Tx = sqlx::Transaction<'static, sqlx::Any>;
 impl SqlStore {
     /// Opens (creating if needed) the embedded SQLite store in `data_dir`.
     pub async fn open_sqlite(data_dir: &Path) -> StoreResult<SqlStore> {
-        std::fs::create_dir_all(data_dir).map_err(|e| StoreError::Corrupt(format!("data dir: {e}")))?;
+        crate::data_dir::create_private_dir(data_dir).map_err(|e| StoreError::Corrupt(format!("data dir: {e}")))?;
         let file = data_dir.join("tokengate.db");
+        crate::data_dir::ensure_private_file(&file).map_err(|e| StoreError::Corrupt(format!("store file: {e}")))?;
         let url = format!("sqlite://{}?mode=rwc", file.display());
         Self::open(&url).await
     }
@@ -122,6 +123,25 @@ impl SqlStore {
             .await?;
         let row = sqlx::query("SELECT id FROM deployment WHERE singleton = 1").fetch_one(&self.write).await?;
         Ok(row.try_get::<String, _>(0)?)
+    }
+
+    /// Counts an account's objects inside a creating transaction, after taking the
+    /// account row's lock (PostgreSQL keeps it until commit; SQLite has one writer), so
+    /// that concurrent creations are counted one after the other and cannot overshoot.
+    pub(super) async fn within_quota<'q>(
+        &self,
+        tx: &mut Tx,
+        account: AccountId,
+        count: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+        max: u64,
+        what: &'static str,
+    ) -> StoreResult<()> {
+        sqlx::query("UPDATE accounts SET name = name WHERE id = $1").bind(account.to_string()).execute(&mut **tx).await?;
+        let n: i64 = count.fetch_one(&mut **tx).await?.try_get("n")?;
+        if u64::try_from(n).unwrap_or(0) >= max {
+            return Err(StoreError::QuotaExceeded(what));
+        }
+        Ok(())
     }
 
     pub async fn ping(&self) -> StoreResult<()> {
@@ -408,9 +428,18 @@ impl MemberStore for SqlStore {
 }
 
 impl InstanceStore for SqlStore {
-    async fn create_instance(&self, instance: &Instance, token: Digest, audit: &AuditEntry) -> StoreResult<()> {
+    async fn create_instance(
+        &self,
+        instance: &Instance,
+        token: Digest,
+        audit: &AuditEntry,
+        max: u64,
+    ) -> StoreResult<()> {
         let rules = serde_json::to_string(&instance.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.begin().await?;
+        let count = sqlx::query("SELECT count(*) AS n FROM instances WHERE account_id = $1")
+            .bind(instance.account_id.to_string());
+        self.within_quota(&mut tx, instance.account_id, count, max, "instances").await?;
         sqlx::query(
             "INSERT INTO instances (id, account_id, name, upstream_url, token_digest, rules, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -616,6 +645,14 @@ impl AuditStore for SqlStore {
 }
 
 impl UsageStore for SqlStore {
+    async fn prune_usage(&self, before: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query("DELETE FROM usage_counts WHERE bucket_start < $1")
+            .bind(before.as_millis())
+            .execute(&self.write)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()> {
         if rows.is_empty() {
             return Ok(());

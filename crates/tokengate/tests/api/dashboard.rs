@@ -12,7 +12,7 @@ use serde_json::json;
 
 use crate::helpers::{NULL_NOT_ALLOWED, StoreKind, TestApp};
 
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
 /// A headless Chromium session; the driver process ends when this is dropped.
 struct Browser {
@@ -118,10 +118,12 @@ impl Browser {
     }
 }
 
-async fn member(app: &TestApp, account: &str, email: &str, role: &str) {
+/// Adds a member; returns its id.
+pub async fn member(app: &TestApp, account: &str, email: &str, role: &str) -> String {
     let body = json!({"email": email, "password": PASSWORD, "role": role});
     let (s, b) = app.admin(Method::POST, &format!("/v1/accounts/{account}/members"), Some(body)).await;
     assert_eq!(s, StatusCode::CREATED, "{b}");
+    b["id"].as_str().unwrap().to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -312,7 +314,7 @@ async fn portuguese_from_accept_language_in_a_real_browser() {
 }
 
 /// Moves every session's `column` back by `minutes`, in the SQLite store itself.
-async fn age_sessions(app: &TestApp, column: &str, minutes: i64) {
+pub async fn age_sessions(app: &TestApp, column: &str, minutes: i64) {
     use sqlx::Connection;
     let url = format!("sqlite://{}", app.data_dir().join("tokengate.db").display());
     let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
@@ -321,14 +323,14 @@ async fn age_sessions(app: &TestApp, column: &str, minutes: i64) {
 }
 
 /// A plain HTTP client with the session's cookies, for what a browser would not do.
-struct Visitor<'a> {
+pub struct Visitor<'a> {
     app: &'a TestApp,
-    http: reqwest::Client,
-    cookies: String,
-    csrf: String,
+    pub http: reqwest::Client,
+    pub cookies: String,
+    pub csrf: String,
 }
 
-fn csrf_of(html: &str) -> String {
+pub fn csrf_of(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a CSRF field") + 19;
     html[at..].split('"').next().unwrap().to_string()
 }
@@ -338,8 +340,27 @@ fn set_cookies(res: &reqwest::Response) -> Vec<String> {
 }
 
 impl<'a> Visitor<'a> {
-    async fn login(app: &'a TestApp, email: &str, password: &str) -> (Visitor<'a>, StatusCode) {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).no_proxy().build().unwrap();
+    pub async fn login(app: &'a TestApp, email: &str, password: &str) -> (Visitor<'a>, StatusCode) {
+        Self::login_from(app, email, password, None).await
+    }
+
+    /// A login through a proxy that says the client is `forwarded_for`.
+    pub async fn login_from(
+        app: &'a TestApp,
+        email: &str,
+        password: &str,
+        forwarded_for: Option<&str>,
+    ) -> (Visitor<'a>, StatusCode) {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(xff) = forwarded_for {
+            headers.insert("x-forwarded-for", xff.parse().unwrap());
+        }
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .default_headers(headers)
+            .build()
+            .unwrap();
         let res = http.get(app.url("/")).send().await.unwrap();
         let login_cookie = set_cookies(&res)[0].split(';').next().unwrap().to_string();
         assert!(set_cookies(&res)[0].contains("HttpOnly; SameSite=Strict"));
@@ -364,12 +385,12 @@ impl<'a> Visitor<'a> {
         (visitor, status)
     }
 
-    async fn get(&self, path: &str) -> (StatusCode, String) {
+    pub async fn get(&self, path: &str) -> (StatusCode, String) {
         let res = self.http.get(self.app.url(path)).header("cookie", &self.cookies).send().await.unwrap();
         (res.status(), res.text().await.unwrap())
     }
 
-    async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+    pub async fn post(&self, path: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
         let res = self.http.post(self.app.url(path)).header("cookie", &self.cookies).form(form).send().await.unwrap();
         (res.status(), res.text().await.unwrap())
     }

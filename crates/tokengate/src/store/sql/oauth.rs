@@ -89,9 +89,18 @@ impl OAuthStore for SqlStore {
         self.finish(tx, audit, Some(Change::SigningKeys)).await
     }
 
-    async fn create_oauth_client(&self, client: &OAuthClient, digest: Digest, audit: &AuditEntry) -> StoreResult<()> {
+    async fn create_oauth_client(
+        &self,
+        client: &OAuthClient,
+        digest: Digest,
+        audit: &AuditEntry,
+        max: u64,
+    ) -> StoreResult<()> {
         let scopes = serde_json::to_string(&client.scopes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let mut tx = self.begin().await?;
+        let count = sqlx::query("SELECT count(*) AS n FROM oauth_clients WHERE account_id = $1")
+            .bind(client.account_id.to_string());
+        self.within_quota(&mut tx, client.account_id, count, max, "OAuth clients").await?;
         let inserted = sqlx::query(
             "INSERT INTO oauth_clients (client_id, account_id, name, scopes, secret_digest, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",

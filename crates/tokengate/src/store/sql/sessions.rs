@@ -4,7 +4,7 @@ use sqlx::Row;
 use tokengate_core::{Digest, MemberId, Timestamp};
 
 use super::{SqlStore, member_row};
-use crate::store::{AuditEntry, LoginRecord, SessionRecord, SessionStore, StoreError, StoreResult};
+use crate::store::{AuditEntry, LoginRecord, SessionRecord, SessionStore, StoreError, StoreResult, ThrottleStore};
 
 impl SessionStore for SqlStore {
     async fn login_record(&self, email: &str) -> StoreResult<Option<LoginRecord>> {
@@ -120,5 +120,93 @@ impl SessionStore for SqlStore {
             .execute(&mut *tx)
             .await?;
         self.finish(tx, audit, None).await
+    }
+
+    async fn mfa_failed(&self, digest: Digest) -> StoreResult<u32> {
+        let row = sqlx::query(
+            "UPDATE sessions SET mfa_failures = mfa_failures + 1 WHERE id_digest = $1 AND mfa_pending = 1 \
+             RETURNING mfa_failures",
+        )
+        .bind(digest.0.to_vec())
+        .fetch_optional(&self.write)
+        .await?;
+        match row {
+            Some(r) => Ok(u32::try_from(r.try_get::<i64, _>("mfa_failures")?).unwrap_or(u32::MAX)),
+            None => Ok(u32::MAX),
+        }
+    }
+
+    async fn prune_sessions(
+        &self,
+        idle_before: Timestamp,
+        created_before: Timestamp,
+        pending_before: Timestamp,
+    ) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM sessions WHERE last_seen_at < $1 OR created_at < $2 OR (mfa_pending = 1 AND created_at < $3)",
+        )
+        .bind(idle_before.as_millis())
+        .bind(created_before.as_millis())
+        .bind(pending_before.as_millis())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
+    }
+}
+
+impl ThrottleStore for SqlStore {
+    async fn throttle_locked(&self, keys: &[&str], now: Timestamp) -> StoreResult<bool> {
+        for key in keys {
+            let row = sqlx::query("SELECT 1 AS one FROM login_throttles WHERE key = $1 AND locked_until > $2")
+                .bind(*key)
+                .bind(now.as_millis())
+                .fetch_optional(&self.read)
+                .await?;
+            if row.is_some() {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    async fn throttle_failed(&self, key: &str, free: u32, now: Timestamp) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        // One upsert counts (atomically on both engines), then the lock follows the count.
+        let row = sqlx::query(
+            "INSERT INTO login_throttles (key, failures, locked_until, updated_at) VALUES ($1, 1, NULL, $2) \
+             ON CONFLICT (key) DO UPDATE SET failures = login_throttles.failures + 1, updated_at = $2 \
+             RETURNING failures",
+        )
+        .bind(key)
+        .bind(now.as_millis())
+        .fetch_one(&mut *tx)
+        .await?;
+        let failures = u32::try_from(row.try_get::<i64, _>("failures")?).unwrap_or(u32::MAX);
+        if failures >= free {
+            let doublings = (failures - free).min(6);
+            let until = now.plus_secs(60i64 << doublings);
+            sqlx::query("UPDATE login_throttles SET locked_until = $1 WHERE key = $2")
+                .bind(until.as_millis())
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn throttle_reset(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM login_throttles WHERE key = $1").bind(key).execute(&self.write).await?;
+        Ok(())
+    }
+
+    async fn prune_throttles(&self, before: Timestamp) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "DELETE FROM login_throttles WHERE updated_at < $1 AND (locked_until IS NULL OR locked_until < $1)",
+        )
+        .bind(before.as_millis())
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
     }
 }

@@ -155,8 +155,15 @@ impl SqlStore {
 }
 
 impl TokenStore for SqlStore {
-    async fn create_token(&self, token: &ApiToken, digest: Digest, audit: &AuditEntry) -> StoreResult<()> {
+    async fn create_token(&self, token: &ApiToken, digest: Digest, audit: &AuditEntry, max_live: u64) -> StoreResult<()> {
         let mut tx = self.begin().await?;
+        let count = sqlx::query(
+            "SELECT count(*) AS n FROM api_tokens WHERE account_id = $1 \
+             AND (revoked_at IS NULL OR revoked_at > $2) AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(token.account_id.to_string())
+        .bind(token.created_at.as_millis());
+        self.within_quota(&mut tx, token.account_id, count, max_live, "live tokens").await?;
         self.insert_token(&mut tx, token, digest).await?;
         self.finish(tx, audit, Some(Change::Token(token.id))).await
     }
@@ -183,8 +190,11 @@ impl TokenStore for SqlStore {
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let now = new.created_at.as_millis();
+        // One statement decides, so two concurrent rotations cannot both win: only a live
+        // token (not revoked, not expired) without a successor is rotated.
         let done = sqlx::query(
-            "UPDATE api_tokens SET revoked_at = $1, rotated_to = $2 WHERE id = $3 AND (revoked_at IS NULL OR revoked_at > $4)",
+            "UPDATE api_tokens SET revoked_at = $1, rotated_to = $2 WHERE id = $3 AND rotated_to IS NULL \
+             AND (revoked_at IS NULL OR revoked_at > $4) AND (expires_at IS NULL OR expires_at > $4)",
         )
         .bind(old_until.as_millis())
         .bind(new.id.to_string())
@@ -193,7 +203,7 @@ impl TokenStore for SqlStore {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 0 {
-            return Err(StoreError::Conflict("the token is revoked or already rotated past its grace period"));
+            return Err(StoreError::Conflict("the token is revoked, expired or already rotated"));
         }
         self.insert_token(&mut tx, new, digest).await?;
         self.notify(&mut tx, Change::Token(old)).await?;
