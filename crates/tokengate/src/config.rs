@@ -234,7 +234,9 @@ impl Config {
             }
         }
         if self.usage_retention_days == 0 || self.housekeeping_interval_seconds == 0 {
-            return Err(ConfigError("usage_retention_days and housekeeping_interval_seconds must be at least 1".into()));
+            return Err(ConfigError(
+                "usage_retention_days and housekeeping_interval_seconds must be at least 1".into(),
+            ));
         }
         if self.max_connections == 0 {
             return Err(ConfigError("max_connections must be at least 1".into()));

@@ -119,6 +119,9 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
         let refused = MasterKey::load(None, dir.path()).unwrap_err().to_string();
-        assert!(refused.contains("chmod 600") && refused.contains("master-key") && refused.contains("640"), "{refused}");
+        assert!(
+            refused.contains("chmod 600") && refused.contains("master-key") && refused.contains("640"),
+            "{refused}"
+        );
     }
 }

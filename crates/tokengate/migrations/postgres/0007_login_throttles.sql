@@ -3,9 +3,9 @@
 -- `email:<address>`, `ip:<client address>`, `otp:<member id>`.
 CREATE TABLE login_throttles (
     key TEXT PRIMARY KEY,
-    failures INTEGER NOT NULL,
-    locked_until INTEGER,
-    updated_at INTEGER NOT NULL
+    failures BIGINT NOT NULL,
+    locked_until BIGINT,
+    updated_at BIGINT NOT NULL
 );
 -- Wrong one-time codes given to a login waiting for its second factor (5 end it).
-ALTER TABLE sessions ADD COLUMN mfa_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN mfa_failures BIGINT NOT NULL DEFAULT 0;

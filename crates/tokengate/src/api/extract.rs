@@ -11,8 +11,8 @@ use serde::de::DeserializeOwned;
 use tokengate_core::token::{self, Prefix};
 
 use super::error::ApiError;
-use crate::gateway::bearer_token;
 use crate::gateway::PeerAddr;
+use crate::gateway::bearer_token;
 use crate::service::{Actor, Services};
 
 /// A JSON body. Malformed JSON → 400, anything but an object (`[]`, `1`, `"x"`) or

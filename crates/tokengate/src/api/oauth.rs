@@ -14,8 +14,8 @@ use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokengate_core::Timestamp;
 
 use super::extract::admin_actor;
-use crate::gateway::bearer_token;
 use crate::gateway::PeerAddr;
+use crate::gateway::bearer_token;
 use crate::service::{Introspection, OAuthError, ProtocolCaller, Services, TokenResponse};
 
 /// A form-encoded request body: each parameter at most once (RFC 6749 §3.2).

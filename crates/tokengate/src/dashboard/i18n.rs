@@ -104,7 +104,7 @@ impl Lang {
     /// Whether a message exists and formats with the arguments the catalogs use (for
     /// the catalog test).
     pub fn has(self, key: &str) -> bool {
-        let args: HashMap<Cow<'static, str>, FluentValue<'_>> = ["email", "role", "hours", "name", "message"]
+        let args: HashMap<Cow<'static, str>, FluentValue<'_>> = ["email", "role", "hours", "name", "message", "scope"]
             .into_iter()
             .map(|name| (Cow::Borrowed(name), FluentValue::from("x")))
             .collect();

@@ -10,7 +10,6 @@ mod login;
 mod pages;
 pub mod session;
 
-
 use axum::Router;
 use axum::extract::Request;
 use axum::middleware::Next;

@@ -201,7 +201,6 @@ pub async fn security(State(state): State<DashState>, user: SessionUser) -> Resu
     security_page(&state, &user, None, false, None).await
 }
 
-
 /// "Configure now": a new, disabled token, shown in this answer only.
 pub async fn configure(
     State(state): State<DashState>,
@@ -424,7 +423,6 @@ mod check {
 fn words(text: &str) -> Vec<String> {
     text.split([' ', ',', '\n', '\t']).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
 }
-
 
 pub async fn create_token(
     State(state): State<DashState>,

@@ -44,7 +44,10 @@ pub enum Action<'a> {
     AddMember(Role),
     RemoveMember(&'a Member),
     /// Create an API key, personal token or OAuth client holding these scopes.
-    CreateCredential { kind: Credential, scopes: &'a [String] },
+    CreateCredential {
+        kind: Credential,
+        scopes: &'a [String],
+    },
     /// Rotate or revoke a token.
     ManageToken(&'a ApiToken),
     /// Delete an OAuth client of this account.

@@ -13,6 +13,7 @@ mod tokens;
 
 use std::sync::Arc;
 
+pub use authz::role_allows;
 pub use instances::{InstancePatch, NewInstance};
 pub use oauth::{
     Introspection, NewOAuthClient, NewTrustedIssuer, OAuthError, ProtocolCaller, RotateSigningKey, RotatedSigningKey,
@@ -21,7 +22,6 @@ pub use oauth::{
 pub use reports::{Readiness, UsageBucket, UsageQuery};
 pub use rooms::{IssueRoomToken, IssuedRoomToken, NewRoomApp, RoomVerification, VerifyRoomToken};
 pub use security_token::SecurityTokenView;
-pub use authz::role_allows;
 pub use tokens::{NewToken, Verification};
 
 use tokengate_core::{AccountId, AuditId, Timestamp};

@@ -7,9 +7,9 @@ use tokengate_core::token;
 use tokengate_core::{AccountId, Denial, Digest, InstanceId, IpAllowlist, MemberId, Timestamp, TokenId, TokenKind};
 
 use super::accounts::not_found;
+use super::authz::role_allows;
 use super::security_token::MAX_GRACE_SECONDS;
 use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
-use super::authz::role_allows;
 use crate::store::{ApiToken, Change, InstanceStore, MemberStore, RateLimit, TokenStore};
 
 /// The longest an API key may live (ten years); personal tokens are capped per account.
@@ -251,4 +251,3 @@ impl Services {
         }
     }
 }
-

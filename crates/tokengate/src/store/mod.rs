@@ -111,8 +111,13 @@ pub trait MemberStore {
 
 pub trait InstanceStore {
     /// Refused with [`StoreError::QuotaExceeded`] when the account has `max` already.
-    async fn create_instance(&self, instance: &Instance, token: Digest, audit: &AuditEntry, max: u64)
-    -> StoreResult<()>;
+    async fn create_instance(
+        &self,
+        instance: &Instance,
+        token: Digest,
+        audit: &AuditEntry,
+        max: u64,
+    ) -> StoreResult<()>;
     async fn list_instances(&self, account: AccountId) -> StoreResult<Vec<Instance>>;
     async fn get_instance(&self, id: InstanceId) -> StoreResult<Instance>;
     async fn update_instance(&self, instance: &Instance, audit: &AuditEntry) -> StoreResult<()>;
@@ -156,8 +161,13 @@ pub trait SecurityTokenStore {
 pub trait TokenStore {
     /// Refused with [`StoreError::QuotaExceeded`] when the account has `max_live` live
     /// tokens already.
-    async fn create_token(&self, token: &ApiToken, digest: Digest, audit: &AuditEntry, max_live: u64)
-    -> StoreResult<()>;
+    async fn create_token(
+        &self,
+        token: &ApiToken,
+        digest: Digest,
+        audit: &AuditEntry,
+        max_live: u64,
+    ) -> StoreResult<()>;
     async fn list_tokens(&self, account: AccountId) -> StoreResult<Vec<ApiToken>>;
     async fn get_token(&self, id: TokenId) -> StoreResult<ApiToken>;
     /// Stores `new` and schedules the end of `old` at `old_until`, in one transaction;

@@ -136,7 +136,10 @@ impl SqlStore {
         max: u64,
         what: &'static str,
     ) -> StoreResult<()> {
-        sqlx::query("UPDATE accounts SET name = name WHERE id = $1").bind(account.to_string()).execute(&mut **tx).await?;
+        sqlx::query("UPDATE accounts SET name = name WHERE id = $1")
+            .bind(account.to_string())
+            .execute(&mut **tx)
+            .await?;
         let n: i64 = count.fetch_one(&mut **tx).await?.try_get("n")?;
         if u64::try_from(n).unwrap_or(0) >= max {
             return Err(StoreError::QuotaExceeded(what));

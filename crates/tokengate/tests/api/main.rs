@@ -12,6 +12,7 @@ mod edge;
 mod gateway;
 mod multi_node;
 mod oauth;
+mod privileges;
 mod process;
 mod rooms;
 mod security_token;

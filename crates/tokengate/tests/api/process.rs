@@ -115,6 +115,60 @@ fn init_prints_the_admin_token_once() {
     assert!(!String::from_utf8_lossy(&again.stderr).contains(token));
 }
 
+/// `TOKENGATE_*` values of text settings are read as text, whatever they look like.
+#[test]
+fn numeric_looking_string_settings_stay_strings() {
+    let dir = tempfile::tempdir().unwrap();
+    let digits = "0123456789".repeat(7)[..64].to_string();
+    let out = Command::new(binary())
+        .args(["serve", "--print-config"])
+        .current_dir(dir.path())
+        .env("TOKENGATE_DATA_DIR", "2024")
+        .env("TOKENGATE_MASTER_KEY", &digits)
+        .env("TOKENGATE_LOG_LEVEL", "7")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let shown = String::from_utf8(out.stdout).unwrap();
+    assert!(shown.contains("data_dir = \"2024\""), "{shown}");
+    assert!(!shown.contains(&digits));
+}
+
+/// The data directory and store files are the server's alone, and a master key others
+/// can read is refused (like ssh with a private key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_files_are_private_and_open_master_keys_are_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("data");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let server = Server::start(&dir, None, &[]);
+    assert_eq!(server.admin(Method::GET, "/v1/accounts", None).await.0, StatusCode::OK);
+    assert_eq!(mode(&dir), 0o700);
+    for file in ["tokengate.db", "tokengate.db-wal", "tokengate.db-shm", "admin-token", "master-key"] {
+        let path = dir.join(file);
+        assert!(path.exists(), "{file}");
+        assert_eq!(mode(&path), 0o600, "{file}");
+    }
+    drop(server);
+
+    let key = dir.join("master-key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = Command::new(binary())
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .env_remove("TOKENGATE_MASTER_KEY")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&key.display().to_string()) && err.contains("chmod 600"), "{err}");
+
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let server = Server::start(&dir, None, &[]);
+    assert_eq!(server.admin(Method::GET, "/v1/accounts", None).await.0, StatusCode::OK);
+}
+
 #[test]
 fn print_config_applies_layers_and_redacts() {
     let dir = tempfile::tempdir().unwrap();

@@ -155,7 +155,13 @@ impl SqlStore {
 }
 
 impl TokenStore for SqlStore {
-    async fn create_token(&self, token: &ApiToken, digest: Digest, audit: &AuditEntry, max_live: u64) -> StoreResult<()> {
+    async fn create_token(
+        &self,
+        token: &ApiToken,
+        digest: Digest,
+        audit: &AuditEntry,
+        max_live: u64,
+    ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let count = sqlx::query(
             "SELECT count(*) AS n FROM api_tokens WHERE account_id = $1 \
