@@ -77,6 +77,9 @@ pub struct Config {
     pub max_tokens_per_account: u64,
     pub max_instances_per_account: u64,
     pub max_oauth_clients_per_account: u64,
+    /// Accept loops, each a single-threaded runtime on its own thread with its own
+    /// listener and upstream pool; unset = the CPUs the process may use.
+    pub workers: Option<usize>,
     /// Usage counts older than this are deleted.
     pub usage_retention_days: u64,
     /// How often expired dashboard sessions, old usage rows and stale login throttles
@@ -115,6 +118,7 @@ impl Default for Config {
             max_tokens_per_account: 10_000,
             max_instances_per_account: 1_000,
             max_oauth_clients_per_account: 100,
+            workers: None,
             usage_retention_days: 90,
             housekeeping_interval_seconds: 3600,
         }
@@ -154,6 +158,7 @@ const ENV_KEYS: &[&str] = &[
     "max_oauth_clients_per_account",
     "usage_retention_days",
     "housekeeping_interval_seconds",
+    "workers",
 ];
 
 /// The settings whose values are text: read from the environment exactly as written
@@ -238,10 +243,18 @@ impl Config {
                 "usage_retention_days and housekeeping_interval_seconds must be at least 1".into(),
             ));
         }
+        if self.workers.is_some_and(|w| !(1..=256).contains(&w)) {
+            return Err(ConfigError("workers must be 1 to 256".into()));
+        }
         if self.max_connections == 0 {
             return Err(ConfigError("max_connections must be at least 1".into()));
         }
         Ok(())
+    }
+
+    /// The number of workers: `workers`, or the CPUs this process may use.
+    pub fn effective_workers(&self) -> usize {
+        self.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1)
     }
 
     /// The egress policy (validated at load, so never an error here).

@@ -5,14 +5,9 @@ use tokengate::cli::{self, Cli, Command};
 use tokengate::server::{Application, shutdown_signal};
 
 fn main() -> std::process::ExitCode {
-    // One CPU (a container limit, or `taskset`): a single-threaded runtime spares every
-    // request the work-stealing scheduler's hand-offs. Otherwise one worker per CPU.
-    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
-    let runtime = if cpus == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(cpus).enable_all().build()
-    };
+    // A single-threaded runtime: `serve` starts one more per extra worker (`workers`),
+    // each with its own listener, so no request is handed between threads.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
     match runtime {
         Ok(runtime) => runtime.block_on(run()),
         Err(e) => {

@@ -118,8 +118,17 @@ pub fn encode(secret: &[u8], claims: &RoomClaims, mode: Mode, iv: &[u8]) -> Resu
     if mode == Mode::Gcm {
         out.push(1);
     }
-    Ok(format!("04{}", STANDARD.encode(out)))
+    let token = format!("04{}", STANDARD.encode(out));
+    // Never issue what `decode` would refuse (found by fuzzing: long claims with many
+    // escaped characters made tokens past the decoder's bound).
+    if token.len() - 2 > MAX_TOKEN_BASE64 {
+        return Err(Malformed);
+    }
+    Ok(token)
 }
+
+/// Longest base64 part of a token `decode` reads.
+pub const MAX_TOKEN_BASE64: usize = 8192;
 
 /// Splits `n` bytes off the front of `input`.
 fn take<'a>(input: &mut &'a [u8], n: usize) -> Result<&'a [u8], Malformed> {
@@ -140,7 +149,7 @@ fn take_u16(input: &mut &[u8]) -> Result<usize, Malformed> {
 /// or an outer expiry that differs from the encrypted one is `Malformed`.
 pub fn decode(secret: &[u8], token: &str) -> Result<(RoomClaims, Mode), Malformed> {
     let b64 = token.strip_prefix("04").ok_or(Malformed)?;
-    if b64.len() > 8192 {
+    if b64.len() > MAX_TOKEN_BASE64 {
         return Err(Malformed);
     }
     let raw = STANDARD.decode(b64).map_err(|_| Malformed)?;
@@ -242,6 +251,24 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The fuzzer's find: claims whose JSON escaping blew the token past the decoder's
+    /// bound were encoded, then refused. Now encode refuses them too.
+    #[test]
+    fn what_is_encoded_decodes() {
+        let claims = RoomClaims {
+            app_id: 1,
+            user_id: "\0".repeat(2000),
+            nonce: 1,
+            ctime: 0,
+            expire: 60,
+            payload: String::new(),
+        };
+        assert_eq!(encode(&[7; 32], &claims, Mode::Gcm, &[0; 12]), Err(Malformed));
+        let small = RoomClaims { user_id: "\0".repeat(64), ..claims };
+        let token = encode(&[7; 32], &small, Mode::Gcm, &[0; 12]).unwrap();
+        assert_eq!(decode(&[7; 32], &token).unwrap().0, small);
+    }
 
     const SECRET: &[u8] = b"fa94dd0f974cf2e293728a526b028271";
     const VECTOR: &str = "04AAAAAGVT/xAADDAxMjM0NTY3ODlhYgB9Cyp4BFmXo9vH6W6l6qsgemNorDRlqgACz7VEZ9ATqvGMPGkJqxXGWRcJ1E92POo0XybiZWFtVJrzsyoqmO0N62uR382QgEuGBOrLjU6XqXTiuCmr7kpgOKL4yFl1OVUPLGoGhy7UI6LxzPoT9LQl5GnWcYsyNtJcdwaJFxAB";

@@ -71,9 +71,22 @@ pub struct Application {
     listener: TcpListener,
     port: u16,
     services: Services,
-    gateway: Arc<Gateway>,
+    /// What each worker's gateway is made from (each has its own upstream pool).
+    gateway_settings: GatewaySettings,
+    usage: Arc<UsageRecorder>,
     stop_tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A listening socket with `SO_REUSEPORT`, so that every worker can have its own on
+/// the same address and the kernel spreads connections between them.
+fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_reuseport(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)?.into_std()
 }
 
 impl Application {
@@ -83,7 +96,9 @@ impl Application {
             let path = write_admin_token(&config.data_dir, &secret).context("writing the admin token file")?;
             tracing::info!(path = %path.display(), "initialized a new store; the admin token is in this file");
         }
-        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let listener = reuseport_listener(config.listen)
+            .and_then(TcpListener::from_std)
+            .with_context(|| format!("binding {}", config.listen))?;
         let local = listener.local_addr()?;
         let port = local.port();
         if config.database_url.is_some() && config.master_key.is_none() {
@@ -108,17 +123,13 @@ impl Application {
         let usage = Arc::new(UsageRecorder::default());
         let trusted = IpAllowlist::parse(&config.trusted_proxies)?;
         let deployment_id = store.deployment_id().await.context("reading the deployment id")?;
-        let gateway = Arc::new(Gateway::new(
-            Arc::clone(&state),
-            Arc::clone(&usage),
-            GatewaySettings {
-                trusted_proxies: trusted,
-                upstream_timeout: Duration::from_secs(config.upstream_timeout_seconds),
-                max_body_bytes: config.max_body_bytes,
-                deployment_id,
-                egress: Arc::clone(&egress),
-            },
-        ));
+        let gateway_settings = GatewaySettings {
+            trusted_proxies: trusted,
+            upstream_timeout: Duration::from_secs(config.upstream_timeout_seconds),
+            max_body_bytes: config.max_body_bytes,
+            deployment_id,
+            egress: Arc::clone(&egress),
+        };
         let (stop_tx, stop_rx) = watch::channel(false);
         let services = Services {
             store: store.clone(),
@@ -182,7 +193,7 @@ impl Application {
             }));
         }
         tracing::info!(listen = %SocketAddr::new(services.config.listen.ip(), port), store = ?store.backend(), instances = state.instance_count(), "tokengate ready");
-        Ok(Application { listener, port, services, gateway, stop_tx, tasks })
+        Ok(Application { listener, port, services, gateway_settings, usage, stop_tx, tasks })
     }
 
     pub fn port(&self) -> u16 {
@@ -194,11 +205,92 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes, then drains connections and flushes counters.
+    ///
+    /// `workers` accept loops run side by side, each on its own single-threaded runtime
+    /// and thread with its own `SO_REUSEPORT` listener and upstream pool: a request
+    /// stays on the thread that accepted it (no work stealing on the hot path). The
+    /// first runs here, beside the background tasks.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Application { listener, services, gateway, stop_tx, tasks, .. } = self;
+        let Application { listener, services, gateway_settings, usage, stop_tx, tasks, .. } = self;
         let config = Arc::clone(&services.config);
+        let max_connections = crate::limits::fit_max_connections(config.max_connections);
+        let permits = u32::try_from(max_connections).unwrap_or(u32::MAX);
+        let shared = Arc::new(Shared {
+            services: services.clone(),
+            usage,
+            gateway_settings,
+            open: Arc::new(Semaphore::new(permits as usize)),
+        });
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let addr = listener.local_addr()?;
+        let mut threads = Vec::new();
+        for n in 1..config.effective_workers() {
+            let std_listener = reuseport_listener(addr).with_context(|| format!("binding worker {n} to {addr}"))?;
+            let (shared, drain) = (Arc::clone(&shared), drain_rx.clone());
+            let thread = std::thread::Builder::new().name(format!("tokengate-worker-{n}")).spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+                match runtime {
+                    Ok(runtime) => runtime.block_on(async move {
+                        match TcpListener::from_std(std_listener) {
+                            Ok(listener) => shared.serve(listener, drain).await,
+                            Err(e) => tracing::error!(error = %e, worker = n, "worker could not listen"),
+                        }
+                    }),
+                    Err(e) => tracing::error!(error = %e, worker = n, "worker runtime did not start"),
+                }
+            })?;
+            threads.push(thread);
+        }
+        let here = shared.serve(listener, drain_rx);
+        tokio::pin!(here);
+        tokio::select! {
+            () = &mut here => {}
+            () = shutdown => {
+                tracing::info!("shutting down: finishing in-flight requests");
+                let _ = drain_tx.send(true);
+                here.await;
+            }
+        }
+        let _ = drain_tx.send(true);
+        let grace = Duration::from_secs(config.shutdown_grace_seconds);
+        // Every connection of every worker holds a permit until it ends.
+        if tokio::time::timeout(grace, shared.open.acquire_many(permits)).await.is_err() {
+            tracing::warn!("in-flight requests still running after the grace period; closing");
+        }
+        for thread in threads {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        let _ = stop_tx.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        services.store.close().await;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// What every worker shares.
+struct Shared {
+    services: Services,
+    usage: Arc<UsageRecorder>,
+    gateway_settings: GatewaySettings,
+    /// One permit per open client connection, across workers (`max_connections`).
+    open: Arc<Semaphore>,
+}
+
+impl Shared {
+    /// One worker's accept loop, until `drain` says stop; then waits (within the grace
+    /// period) for this worker's connections to finish.
+    async fn serve(&self, listener: TcpListener, mut drain: watch::Receiver<bool>) {
+        let config = &self.services.config;
+        let gateway = Arc::new(Gateway::new(
+            Arc::clone(&self.services.state),
+            Arc::clone(&self.usage),
+            self.gateway_settings.clone(),
+        ));
         let edge = Arc::new(Edge {
-            router: api::router(services.clone()),
+            router: api::router(self.services.clone()),
             gateway,
             max_header_bytes: config.max_header_bytes,
             body_timeout: Duration::from_secs(config.body_read_timeout_seconds),
@@ -219,11 +311,7 @@ impl Application {
             .max_header_list_size(u32::try_from((config.max_header_bytes * 4).max(64 * 1024)).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(idle_timeout.min(H2_PING_INTERVAL)))
             .keep_alive_timeout(H2_PING_INTERVAL);
-        let max_connections = crate::limits::fit_max_connections(config.max_connections);
-        let permits = u32::try_from(max_connections).unwrap_or(u32::MAX);
-        let open = Arc::new(Semaphore::new(permits as usize));
-        let (drain_tx, drain_rx) = watch::channel(false);
-        tokio::pin!(shutdown);
+        let tracker = tokio_util::task::TaskTracker::new();
         loop {
             let (stream, peer) = tokio::select! {
                 accepted = listener.accept() => match accepted {
@@ -235,10 +323,15 @@ impl Application {
                         continue;
                     }
                 },
-                () = &mut shutdown => break,
+                changed = drain.changed() => {
+                    if changed.is_err() || *drain.borrow() {
+                        break;
+                    }
+                    continue;
+                }
             };
             // Past max_connections the new socket is closed at once; open ones go on.
-            let Ok(permit) = Arc::clone(&open).try_acquire_owned() else {
+            let Ok(permit) = Arc::clone(&self.open).try_acquire_owned() else {
                 metrics::counter!("tokengate_connections_refused_total").increment(1);
                 drop(stream);
                 continue;
@@ -262,23 +355,12 @@ impl Application {
                 })
             };
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-            tokio::spawn(watch_connection(conn, conn_state, idle_timeout, drain_rx.clone(), permit));
+            tracker.spawn(watch_connection(conn, conn_state, idle_timeout, drain.clone(), permit));
         }
-        tracing::info!("shutting down: finishing in-flight requests");
         drop(listener);
-        let _ = drain_tx.send(true);
-        let grace = Duration::from_secs(config.shutdown_grace_seconds);
-        // Every connection holds a permit until it ends: all of them back = all closed.
-        if tokio::time::timeout(grace, open.acquire_many(permits)).await.is_err() {
-            tracing::warn!("in-flight requests still running after the grace period; closing");
-        }
-        let _ = stop_tx.send(true);
-        for task in tasks {
-            let _ = task.await;
-        }
-        services.store.close().await;
-        tracing::info!("stopped");
-        Ok(())
+        tracker.close();
+        let grace = Duration::from_secs(config.shutdown_grace_seconds) + CLOSE_GRACE;
+        let _ = tokio::time::timeout(grace, tracker.wait()).await;
     }
 }
 

@@ -48,6 +48,7 @@ pub struct Gateway {
 }
 
 /// What the gateway is configured with.
+#[derive(Clone)]
 pub struct GatewaySettings {
     pub trusted_proxies: IpAllowlist,
     pub upstream_timeout: Duration,

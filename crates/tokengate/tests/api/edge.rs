@@ -609,3 +609,25 @@ async fn an_http2_connection_gets_at_most_100_streams() {
     assert_eq!(upstream.now.load(Ordering::SeqCst), 0);
     assert_eq!(app.http.get(app.url("/healthz")).send().await.unwrap().status(), StatusCode::OK);
 }
+
+/// With several workers (each its own listener, runtime and upstream pool), a change
+/// made through the admin API is enforced on connections of every worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_reach_every_worker() {
+    let app = TestApp::spawn_with(None, |c| c.workers = Some(3)).await;
+    let acc = app.create_account("Workers").await;
+    let (id, token) = app.create_instance(&acc).await;
+    let url = app.url(&format!("/instances/{id}/token/{token}/x"));
+    // A fresh connection per request: the kernel spreads them over the workers.
+    let fresh = || reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().unwrap();
+    for _ in 0..12 {
+        assert_eq!(fresh().get(&url).send().await.unwrap().status(), StatusCode::OK);
+    }
+    app.generate_security_token(&acc).await;
+    app.activate(&acc).await;
+    for _ in 0..30 {
+        let res = fresh().get(&url).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::FORBIDDEN);
+        assert_eq!(res.text().await.unwrap(), crate::helpers::NULL_NOT_ALLOWED);
+    }
+}

@@ -1,35 +1,16 @@
 //! Forwarding through the gateway: the Z-API corpus, streaming, headers, upstream
 //! failures and the limits.
 
-use std::path::PathBuf;
-
 use reqwest::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::helpers::{StoreKind, TestApp};
 use crate::on_both_stores;
 
 on_both_stores!(zapi_corpus_is_forwarded_unchanged);
 
-fn corpus() -> Vec<(String, Value)> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/zapi-requests");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files
-        .into_iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(&p).unwrap();
-            (p.file_name().unwrap().to_string_lossy().into_owned(), serde_json::from_str(&text).unwrap())
-        })
-        .collect()
-}
-
-/// Replays all 178 Z-API request examples through an instance with an active token.
+/// Replays the corpus of Z-API-style requests (`corpus.rs`) through an instance with an
+/// active token: method, path and query, body bytes and content type arrive unchanged.
 async fn zapi_corpus_is_forwarded_unchanged(kind: StoreKind) {
     let app = TestApp::spawn(kind).await;
     let acc = app.create_account("Z").await;
@@ -37,69 +18,36 @@ async fn zapi_corpus_is_forwarded_unchanged(kind: StoreKind) {
     let client_token = app.generate_security_token(&acc).await;
     app.activate(&acc).await;
 
-    let corpus = corpus();
-    assert_eq!(corpus.len(), 178);
-    for (name, req) in corpus {
-        let raw = req["url"].as_str().unwrap().replace("{{security-token}}", &client_token);
-        let url = url::Url::parse(&raw).unwrap();
-        // The part after /token/SEU_TOKEN is the tail; partner endpoints forward whole.
-        let path = url.path();
-        let tail = match path.split_once("/token/SEU_TOKEN") {
-            Some((_, tail)) => tail.to_string(),
-            None => path.to_string(),
-        };
-        let mut query = url.query().map(str::to_string);
-        if query.is_none() {
-            let pairs: Vec<(String, String)> = req["queryString"]
-                .as_array()
-                .map(|q| {
-                    q.iter()
-                        .map(|p| (p["name"].as_str().unwrap().to_string(), p["value"].as_str().unwrap().to_string()))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if !pairs.is_empty() {
-                query = Some(url::form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs).finish());
-            }
+    let corpus = crate::corpus::zapi_corpus();
+    assert!(corpus.len() >= 178, "{}", corpus.len());
+    for req in corpus {
+        let name = &req.name;
+        let method = Method::from_bytes(req.method.as_bytes()).unwrap();
+        let url = app.url(&format!("/instances/{id}/token/{inst_token}{}", req.path_and_query));
+        let mut builder = app.http.request(method.clone(), url);
+        for (k, v) in &req.headers {
+            builder = builder.header(*k, v);
         }
-        let path_and_query = match &query {
-            Some(q) => format!("{tail}?{q}"),
-            None => tail.clone(),
-        };
-        let method = Method::from_bytes(req["method"].as_str().unwrap().as_bytes()).unwrap();
-        let mut builder =
-            app.http.request(method.clone(), app.url(&format!("/instances/{id}/token/{inst_token}{path_and_query}")));
-        let headers = req["headers"].as_array().cloned().unwrap_or_default();
-        let has = |name: &str| headers.iter().any(|h| h["name"].as_str().unwrap().eq_ignore_ascii_case(name));
-        for h in &headers {
-            let value = h["value"].as_str().unwrap().replace("{{security-token}}", &client_token);
-            builder = builder.header(h["name"].as_str().unwrap(), value);
+        builder = builder.header("Client-Token", &client_token);
+        if let Some(ct) = &req.content_type {
+            builder = builder.header("Content-Type", ct);
         }
-        if !has("client-token") {
-            builder = builder.header("Client-Token", &client_token);
-        }
-        let body = req["postData"]["text"].as_str().map(str::to_string);
-        let mime = req["postData"]["mimeType"].as_str().map(str::to_string);
-        if let Some(mime) = mime.as_deref().filter(|_| !has("content-type")) {
-            builder = builder.header("Content-Type", mime);
-        }
-        if let Some(body) = &body {
+        if let Some(body) = &req.body {
             builder = builder.body(body.clone());
         }
         let res = builder.send().await.unwrap();
         assert_eq!(res.status(), StatusCode::OK, "{name}");
         let seen = app.upstream.last();
         assert_eq!(seen.method, method.as_str(), "{name}");
-        assert_eq!(seen.path_and_query, path_and_query, "{name}");
-        assert_eq!(seen.body, body.clone().unwrap_or_default().into_bytes(), "{name}");
-        if let Some(mime) = mime {
-            assert_eq!(seen.headers.get("content-type").unwrap().to_str().unwrap(), mime, "{name}");
+        assert_eq!(seen.path_and_query, req.path_and_query, "{name}");
+        assert_eq!(seen.body, req.body.clone().unwrap_or_default(), "{name}");
+        if let Some(ct) = &req.content_type {
+            assert_eq!(seen.headers.get("content-type").unwrap().to_str().unwrap(), ct, "{name}");
         }
         assert!(seen.headers.get("client-token").is_none(), "{name}: Client-Token forwarded");
         assert_eq!(seen.headers.get("x-tokengate-account").unwrap().to_str().unwrap(), acc, "{name}");
-        if let Some(auth) = headers.iter().find(|h| h["name"] == "Authorization") {
-            // An instance without rules passes the client's Authorization untouched.
-            assert_eq!(seen.headers.get("authorization").unwrap().to_str().unwrap(), auth["value"].as_str().unwrap());
+        for (k, v) in &req.headers {
+            assert_eq!(seen.headers.get(*k).unwrap().to_str().unwrap(), v, "{name}: {k} passes untouched");
         }
     }
     app.stop().await;

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod admin_api;
+mod corpus;
 mod dashboard;
 mod edge;
 mod gateway;
