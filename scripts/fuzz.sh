@@ -18,12 +18,14 @@ if ((${#targets[@]} == 0)); then
   mapfile -t targets < <(cargo +nightly fuzz list)
 fi
 for target in "${targets[@]}"; do
-  mkdir -p "fuzz/corpus/$target"
+  mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target"
+  before=$(ls "fuzz/artifacts/$target" | sort)
   echo "== $target (${SECONDS_EACH}s)"
   cargo +nightly fuzz run "$target" "fuzz/corpus/$target" -- -max_total_time="$SECONDS_EACH" -rss_limit_mb=4096 2>&1 \
     | grep -E '^(#[0-9]+ +DONE|==[0-9]+==|SUMMARY|Done|INFO: -max_total_time)|panicked|crash-' || true
-  if compgen -G "fuzz/artifacts/$target/crash-*" >/dev/null; then
-    echo "fuzz.sh: $target found a crash: fuzz/artifacts/$target/" >&2
+  new=$(comm -13 <(echo "$before") <(ls "fuzz/artifacts/$target" | sort) | grep . || true)
+  if [[ -n $new ]]; then
+    echo "fuzz.sh: $target found a crash: fuzz/artifacts/$target/$new" >&2
     exit 1
   fi
 done
