@@ -78,14 +78,7 @@ fn literal(host: &str) -> Option<IpAddr> {
 
 /// Whether an error, or one of its sources, is an egress refusal.
 pub fn is_denied(error: &(dyn StdError + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<EgressDenied>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
+    crate::error_chain::caused_by::<EgressDenied>(error)
 }
 
 /// Resolves names with the system resolver, keeping only the permitted addresses.

@@ -12,6 +12,7 @@ pub mod config;
 pub mod dashboard;
 pub mod data_dir;
 pub mod egress;
+pub mod error_chain;
 pub mod gateway;
 pub mod limits;
 pub mod master_key;

@@ -28,14 +28,7 @@ pub struct BodyTimeout;
 
 /// Whether an error, or one of its sources, is a [`BodyTimeout`].
 pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.is::<BodyTimeout>() {
-            return true;
-        }
-        current = e.source();
-    }
-    false
+    crate::error_chain::caused_by::<BodyTimeout>(error)
 }
 
 /// One client connection's activity.

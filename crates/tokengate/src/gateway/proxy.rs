@@ -1,7 +1,6 @@
 //! Forwarding: builds the upstream request (streamed body, end-to-end headers only,
 //! tokengate's own headers added) and turns the upstream response back around.
 
-use std::error::Error as _;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -216,14 +215,7 @@ pub fn downstream_response(response: Response<Incoming>) -> Response<Body> {
 
 /// Whether a client error came from our body size limit rather than the upstream.
 pub fn is_body_limit_error(e: &hyper_util::client::legacy::Error) -> bool {
-    let mut source = e.source();
-    while let Some(err) = source {
-        if err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        source = err.source();
-    }
-    false
+    crate::error_chain::caused_by::<http_body_util::LengthLimitError>(e)
 }
 
 /// Displays an error with its sources, for logs.

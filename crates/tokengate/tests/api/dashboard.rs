@@ -524,6 +524,16 @@ async fn sessions_csrf_roles_and_headers() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "locked even with the right password");
 }
 
+/// The key the enrollment page shows, and an authenticator for it.
+pub fn enrollment_of(html: &str, email: &str) -> (String, totp_rs::TOTP) {
+    let at = html.find("id=\"twofa-secret\">").unwrap() + 18;
+    let secret = html[at..].split('<').next().unwrap().to_string();
+    let bytes = totp_rs::Secret::Encoded(secret.clone()).to_bytes().unwrap();
+    let totp =
+        totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes, Some("tokengate".into()), email.into()).unwrap();
+    (secret, totp)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_factor_login_with_totp() {
     let app = TestApp::spawn(StoreKind::Sqlite).await;
@@ -532,18 +542,7 @@ async fn two_factor_login_with_totp() {
     let (ana, _) = Visitor::login(&app, "ana@example.com", PASSWORD).await;
     let (_, html) = ana.get("/dashboard/2fa").await;
     assert!(html.contains("<svg"), "a QR code");
-    let at = html.find("id=\"twofa-secret\">").unwrap() + 18;
-    let secret = html[at..].split('<').next().unwrap().to_string();
-    let totp = totp_rs::TOTP::new(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        totp_rs::Secret::Encoded(secret.clone()).to_bytes().unwrap(),
-        Some("tokengate".into()),
-        "ana@example.com".into(),
-    )
-    .unwrap();
+    let (secret, totp) = enrollment_of(&html, "ana@example.com");
     let (s, _) =
         ana.post("/dashboard/2fa/enable", &[("csrf", &ana.csrf), ("secret", &secret), ("code", "000000")]).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);

@@ -8,7 +8,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokengate_core::token::{self, Prefix};
 
-use crate::dashboard::{PASSWORD, Visitor, age_sessions, csrf_of, member};
+use crate::dashboard::{PASSWORD, Visitor, age_sessions, csrf_of, enrollment_of, member};
 use crate::helpers::{StoreKind, TestApp};
 use crate::on_both_stores;
 
@@ -341,18 +341,7 @@ async fn login_throttles_and_the_one_time_code_step() {
 
     // Two-factor login on for ana.
     let (_, html) = ana.get("/dashboard/2fa").await;
-    let at = html.find("id=\"twofa-secret\">").unwrap() + 18;
-    let secret = html[at..].split('<').next().unwrap().to_string();
-    let totp = totp_rs::TOTP::new(
-        totp_rs::Algorithm::SHA1,
-        6,
-        1,
-        30,
-        totp_rs::Secret::Encoded(secret.clone()).to_bytes().unwrap(),
-        Some("tokengate".into()),
-        "ana@example.com".into(),
-    )
-    .unwrap();
+    let (secret, totp) = enrollment_of(&html, "ana@example.com");
     let code = totp.generate_current().unwrap();
     let (s, _) = ana.post("/dashboard/2fa/enable", &[("csrf", &ana.csrf), ("secret", &secret), ("code", &code)]).await;
     assert_eq!(s, StatusCode::SEE_OTHER);
