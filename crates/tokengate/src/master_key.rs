@@ -82,18 +82,19 @@ impl MasterKey {
         out
     }
 
-    pub fn open(&self, sealed: &[u8], context: &str) -> Result<Vec<u8>, MasterKeyError> {
+    /// The plaintext, wiped from memory when dropped.
+    pub fn open(&self, sealed: &[u8], context: &str) -> Result<Zeroizing<Vec<u8>>, MasterKeyError> {
         if sealed.len() < NONCE_LEN {
             return Err(MasterKeyError::Open);
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| MasterKeyError::Open)?;
-        let mut body = body.to_vec();
+        let mut body = Zeroizing::new(body.to_vec());
         let plain = self
             .0
             .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut body)
             .map_err(|_| MasterKeyError::Open)?;
-        Ok(plain.to_vec())
+        Ok(Zeroizing::new(plain.to_vec()))
     }
 }
 
@@ -108,7 +109,7 @@ mod tests {
         let again = MasterKey::load(None, dir.path()).unwrap();
         let sealed = key.seal(b"fa94dd0f974cf2e293728a526b028271", "room-app:a:1");
         assert!(!sealed.windows(8).any(|w| w == b"fa94dd0f"));
-        assert_eq!(again.open(&sealed, "room-app:a:1").unwrap(), b"fa94dd0f974cf2e293728a526b028271");
+        assert_eq!(again.open(&sealed, "room-app:a:1").unwrap().as_slice(), b"fa94dd0f974cf2e293728a526b028271");
         assert!(key.open(&sealed, "room-app:a:2").is_err());
         let other = MasterKey::from_hex(&"11".repeat(32)).unwrap();
         assert!(other.open(&sealed, "room-app:a:1").is_err());

@@ -210,7 +210,7 @@ async fn pending(
     let record = state.services.store.login_record(&session.member.email).await.ok()??;
     let sealed = record.totp_sealed?;
     let secret = state.services.master_key.open(&sealed, &totp_context(&session.member)).ok()?;
-    let totp = totp(secret, &session.member.email)?;
+    let totp = totp(secret.to_vec(), &session.member.email)?;
     let csrf = session.csrf.clone();
     Some((digest, session, totp, csrf))
 }
@@ -448,7 +448,7 @@ pub async fn disable_twofa(
     let current = record
         .and_then(|r| r.totp_sealed)
         .and_then(|sealed| state.services.master_key.open(&sealed, &totp_context(&user.member)).ok())
-        .and_then(|secret| totp(secret, &user.member.email))
+        .and_then(|secret| totp(secret.to_vec(), &user.member.email))
         .and_then(|t| matching_step(&t, &form.code, now_secs()));
     if current.is_none() {
         wrong_code(&state, user.member.id, &address, None).await.map_err(|e| DashError::store(e, lang))?;

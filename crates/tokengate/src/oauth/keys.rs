@@ -191,9 +191,8 @@ pub fn public(record: &SigningKeyRecord) -> Result<(VerifyKey, Jwk), KeyError> {
 pub fn signer(record: &SigningKeyRecord, master_key: &MasterKey) -> Result<Signer, KeyError> {
     let bad = |why: &str| KeyError::Stored(record.kid.clone(), why.to_string());
     let alg = SigningAlg::parse(&record.alg).ok_or_else(|| bad("unknown algorithm"))?;
-    let private_der = Zeroizing::new(
-        master_key.open(&record.private_sealed, &context(&record.kid)).map_err(|e| bad(&e.to_string()))?,
-    );
+    let private_der =
+        master_key.open(&record.private_sealed, &context(&record.kid)).map_err(|e| bad(&e.to_string()))?;
     Ok(Signer { kid: record.kid.clone(), alg, key: alg.encoding_key(&private_der) })
 }
 

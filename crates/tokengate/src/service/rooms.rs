@@ -107,7 +107,12 @@ impl Services {
         self.store.delete_room_app(account, app_id, &audit).await.map_err(|e| not_found(e, "room app"))
     }
 
-    fn open_secret(&self, account: AccountId, app_id: u32, sealed: &[u8]) -> ServiceResult<Vec<u8>> {
+    fn open_secret(
+        &self,
+        account: AccountId,
+        app_id: u32,
+        sealed: &[u8],
+    ) -> ServiceResult<zeroize::Zeroizing<Vec<u8>>> {
         self.master_key.open(sealed, &context(account, app_id)).map_err(|e| {
             tracing::error!(%account, app_id, error = %e, "room app secret cannot be opened");
             ServiceError::Store(crate::store::StoreError::Corrupt("sealed room secret".into()))
