@@ -208,8 +208,9 @@ impl Application {
     ///
     /// `workers` accept loops run side by side, each on its own single-threaded runtime
     /// and thread with its own `SO_REUSEPORT` listener and upstream pool: a request
-    /// stays on the thread that accepted it (no work stealing on the hot path). The
-    /// first runs here, beside the background tasks.
+    /// stays on the thread that accepted it (no work stealing on the hot path), and the
+    /// background tasks (a full resync of a million tokens takes seconds of CPU) stay on
+    /// this runtime, away from every worker.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let Application { listener, services, gateway_settings, usage, stop_tx, tasks, .. } = self;
         let config = Arc::clone(&services.config);
@@ -223,9 +224,12 @@ impl Application {
         });
         let (drain_tx, drain_rx) = watch::channel(false);
         let addr = listener.local_addr()?;
-        let mut threads = Vec::new();
+        let mut listeners = vec![listener.into_std()?];
         for n in 1..config.effective_workers() {
-            let std_listener = reuseport_listener(addr).with_context(|| format!("binding worker {n} to {addr}"))?;
+            listeners.push(reuseport_listener(addr).with_context(|| format!("binding worker {n} to {addr}"))?);
+        }
+        let mut threads = Vec::new();
+        for (n, std_listener) in listeners.into_iter().enumerate() {
             let (shared, drain) = (Arc::clone(&shared), drain_rx.clone());
             let thread = std::thread::Builder::new().name(format!("tokengate-worker-{n}")).spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
@@ -241,16 +245,8 @@ impl Application {
             })?;
             threads.push(thread);
         }
-        let here = shared.serve(listener, drain_rx);
-        tokio::pin!(here);
-        tokio::select! {
-            () = &mut here => {}
-            () = shutdown => {
-                tracing::info!("shutting down: finishing in-flight requests");
-                let _ = drain_tx.send(true);
-                here.await;
-            }
-        }
+        shutdown.await;
+        tracing::info!("shutting down: finishing in-flight requests");
         let _ = drain_tx.send(true);
         let grace = Duration::from_secs(config.shutdown_grace_seconds);
         // Every connection of every worker holds a permit until it ends.
