@@ -292,6 +292,8 @@ impl Shared {
             body_timeout: Duration::from_secs(config.body_read_timeout_seconds),
         });
         let idle_timeout = Duration::from_secs(config.idle_timeout_seconds);
+        let shutdown_grace = Duration::from_secs(config.shutdown_grace_seconds);
+        let timeouts = (idle_timeout, shutdown_grace);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -351,12 +353,12 @@ impl Shared {
                 })
             };
             let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-            tracker.spawn(watch_connection(conn, conn_state, idle_timeout, drain.clone(), permit));
+            tracker.spawn(watch_connection(conn, conn_state, timeouts, drain.clone(), permit));
         }
         drop(listener);
         tracker.close();
-        let grace = Duration::from_secs(config.shutdown_grace_seconds) + CLOSE_GRACE;
-        let _ = tokio::time::timeout(grace, tracker.wait()).await;
+        // Each connection is dropped after the grace period at the latest.
+        tracker.wait().await;
     }
 }
 
@@ -425,43 +427,42 @@ impl Edge {
     }
 }
 
-/// Drives one connection: closes it once idle for `idle_timeout` and on server
-/// shutdown (gracefully: what is in flight finishes), and drops it if closing takes
-/// longer than [`CLOSE_GRACE`]. The permit is released when it ends.
+/// Drives one connection: closes it gracefully (what is in flight finishes) once idle
+/// for `idle_timeout`, dropping it if that takes longer than [`CLOSE_GRACE`], and on
+/// server shutdown, dropping it after `shutdown_grace`. The permit is released when it
+/// ends.
 async fn watch_connection<C>(
     conn: C,
     state: Arc<ConnState>,
-    idle_timeout: Duration,
+    timeouts: (Duration, Duration),
     mut drain: watch::Receiver<bool>,
     _permit: OwnedSemaphorePermit,
 ) where
     C: Future + GracefulConn,
 {
+    let (idle_timeout, shutdown_grace) = timeouts;
     tokio::pin!(conn);
-    let mut closing_since: Option<tokio::time::Instant> = None;
+    let mut closing_until: Option<tokio::time::Instant> = None;
     loop {
-        let wake = match closing_since {
-            Some(at) => at + CLOSE_GRACE,
-            None => match state.idle_for() {
-                Some(idle) => tokio::time::Instant::now() + idle_timeout.saturating_sub(idle),
-                None => tokio::time::Instant::now() + idle_timeout,
-            },
+        let wake = match closing_until {
+            Some(deadline) => deadline,
+            None => tokio::time::Instant::now() + idle_timeout.saturating_sub(state.idle_for().unwrap_or_default()),
         };
         tokio::select! {
             _ = conn.as_mut() => return,
             () = tokio::time::sleep_until(wake) => {
-                if closing_since.is_some() {
+                if closing_until.is_some() {
                     return;
                 }
                 if state.idle_for().is_some_and(|idle| idle >= idle_timeout) {
                     conn.as_mut().close_gracefully();
-                    closing_since = Some(tokio::time::Instant::now());
+                    closing_until = Some(tokio::time::Instant::now() + CLOSE_GRACE);
                 }
             }
-            changed = drain.changed(), if closing_since.is_none() => {
+            changed = drain.changed(), if closing_until.is_none() => {
                 if changed.is_err() || *drain.borrow() {
                     conn.as_mut().close_gracefully();
-                    closing_since = Some(tokio::time::Instant::now());
+                    closing_until = Some(tokio::time::Instant::now() + shutdown_grace);
                 }
             }
         }
