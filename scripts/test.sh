@@ -24,6 +24,9 @@ command -v runuser >/dev/null || need_pkgs+=(util-linux)
 command -v chromium >/dev/null || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
 [[ -e /etc/ssl/certs/ca-certificates.crt ]] || need_pkgs+=(ca-certificates)
+# /decide is tested behind a real nginx (auth_request) and a real Caddy (forward_auth).
+command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need_pkgs+=(nginx-light)
+command -v caddy >/dev/null || need_pkgs+=(caddy)
 if ((${#need_pkgs[@]})); then apt_install "${need_pkgs[@]}"; fi
 
 # A throwaway PostgreSQL cluster: its own data directory and port, stopped on exit.

@@ -125,6 +125,14 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_level: Option<String>,
+    /// PEM certificate chain to serve TLS with (also `TOKENGATE_TLS_CERT`); re-read on SIGHUP.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the certificate (also `TOKENGATE_TLS_KEY`).
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// Print the effective configuration (secrets redacted) and exit.
     #[arg(long)]
     #[serde(skip)]

@@ -85,6 +85,11 @@ pub struct Config {
     /// How often expired dashboard sessions, old usage rows and stale login throttles
     /// are pruned.
     pub housekeeping_interval_seconds: u64,
+    /// PEM certificate chain: with `tls_key`, the listener speaks TLS 1.2/1.3 itself
+    /// (both files re-read on SIGHUP).
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -121,6 +126,8 @@ impl Default for Config {
             workers: None,
             usage_retention_days: 90,
             housekeeping_interval_seconds: 3600,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -159,12 +166,15 @@ const ENV_KEYS: &[&str] = &[
     "usage_retention_days",
     "housekeeping_interval_seconds",
     "workers",
+    "tls_cert",
+    "tls_key",
 ];
 
 /// The settings whose values are text: read from the environment exactly as written
 /// (figment's environment parser would read `TOKENGATE_DATA_DIR=2024`, or an all-digit
 /// master key, as a number).
-const STRING_ENV_KEYS: &[&str] = &["data_dir", "database_url", "public_url", "log_level", "master_key"];
+const STRING_ENV_KEYS: &[&str] =
+    &["data_dir", "database_url", "public_url", "log_level", "master_key", "tls_cert", "tls_key"];
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
@@ -209,11 +219,15 @@ impl Config {
     pub fn issuer(&self, bound: SocketAddr) -> String {
         match &self.public_url {
             Some(url) => url.trim_end_matches('/').to_string(),
+            None if self.tls_cert.is_some() => format!("https://{bound}"),
             None => format!("http://{bound}"),
         }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            return Err(ConfigError("tls_cert and tls_key go together: set both or neither".into()));
+        }
         if !(1..=24 * 3600).contains(&self.access_token_lifetime_seconds) {
             return Err(ConfigError("access_token_lifetime_seconds must be 1 to 86400".into()));
         }

@@ -24,4 +24,5 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+pub mod tls;
 pub mod usage;

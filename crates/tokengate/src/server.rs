@@ -31,6 +31,7 @@ use crate::oauth::OAuthState;
 use crate::service::Services;
 use crate::state::GatewayState;
 use crate::store::{AdminTokenStore, SqlStore, StoreError};
+use crate::tls::Tls;
 use crate::usage::UsageRecorder;
 use crate::{api, sync};
 
@@ -76,6 +77,7 @@ pub struct Application {
     usage: Arc<UsageRecorder>,
     stop_tx: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    tls: Option<Arc<Tls>>,
 }
 
 /// A listening socket with `SO_REUSEPORT`, so that every worker can have its own on
@@ -129,8 +131,13 @@ impl Application {
             max_body_bytes: config.max_body_bytes,
             deployment_id,
             egress: Arc::clone(&egress),
+            upgrade_idle: Duration::from_secs(config.idle_timeout_seconds),
         };
         let (stop_tx, stop_rx) = watch::channel(false);
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
+            _ => None,
+        };
         let services = Services {
             store: store.clone(),
             state: Arc::clone(&state),
@@ -142,6 +149,9 @@ impl Application {
         services.ensure_signing_key().await.context("creating the first JWT signing key")?;
 
         let mut tasks = Vec::new();
+        if let Some(tls) = &tls {
+            tasks.push(tokio::spawn(crate::tls::reload_on_sighup(Arc::clone(tls), stop_rx.clone())));
+        }
         {
             let (usage, store, stop) = (Arc::clone(&usage), store.clone(), stop_rx.clone());
             let every = Duration::from_millis(services.config.usage_flush_millis);
@@ -192,8 +202,8 @@ impl Application {
                 }
             }));
         }
-        tracing::info!(listen = %SocketAddr::new(services.config.listen.ip(), port), store = ?store.backend(), instances = state.instance_count(), "tokengate ready");
-        Ok(Application { listener, port, services, gateway_settings, usage, stop_tx, tasks })
+        tracing::info!(listen = %SocketAddr::new(services.config.listen.ip(), port), tls = tls.is_some(), store = ?store.backend(), instances = state.instance_count(), "tokengate ready");
+        Ok(Application { listener, port, services, gateway_settings, usage, stop_tx, tasks, tls })
     }
 
     pub fn port(&self) -> u16 {
@@ -212,7 +222,7 @@ impl Application {
     /// background tasks (a full resync of a million tokens takes seconds of CPU) stay on
     /// this runtime, away from every worker.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Application { listener, services, gateway_settings, usage, stop_tx, tasks, .. } = self;
+        let Application { listener, services, gateway_settings, usage, stop_tx, tasks, tls, .. } = self;
         let config = Arc::clone(&services.config);
         let max_connections = crate::limits::fit_max_connections(config.max_connections);
         let permits = u32::try_from(max_connections).unwrap_or(u32::MAX);
@@ -221,6 +231,7 @@ impl Application {
             usage,
             gateway_settings,
             open: Arc::new(Semaphore::new(permits as usize)),
+            tls,
         });
         let (drain_tx, drain_rx) = watch::channel(false);
         let addr = listener.local_addr()?;
@@ -273,6 +284,8 @@ struct Shared {
     gateway_settings: GatewaySettings,
     /// One permit per open client connection, across workers (`max_connections`).
     open: Arc<Semaphore>,
+    /// Set when the listener speaks TLS.
+    tls: Option<Arc<Tls>>,
 }
 
 impl Shared {
@@ -294,6 +307,7 @@ impl Shared {
         let idle_timeout = Duration::from_secs(config.idle_timeout_seconds);
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_seconds);
         let timeouts = (idle_timeout, shutdown_grace);
+        let handshake_timeout = Duration::from_secs(config.header_read_timeout_seconds);
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -336,30 +350,70 @@ impl Shared {
             };
             let _ = stream.set_nodelay(true);
             let conn_state = Arc::new(ConnState::default());
-            let svc = {
-                let (edge, conn_state) = (Arc::clone(&edge), Arc::clone(&conn_state));
-                service_fn(move |req: Request<Incoming>| {
-                    let in_flight = conn_state.begin();
-                    let req = req.map(|body| TimedBody::new(body, edge.body_timeout, Arc::clone(&conn_state)));
-                    let (edge, conn_state) = (Arc::clone(&edge), Arc::clone(&conn_state));
-                    async move {
-                        let mut response = edge.dispatch(req, peer).await;
-                        if conn_state.body_timed_out() {
-                            response = json_error(StatusCode::REQUEST_TIMEOUT, "request body timeout");
-                            response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            let svc = connection_service(Arc::clone(&edge), Arc::clone(&conn_state), peer, self.tls.is_some());
+            match &self.tls {
+                None => {
+                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                    tracker.spawn(watch_connection(conn, conn_state, timeouts, drain.clone(), permit));
+                }
+                Some(tls) => {
+                    let (acceptor, builder, drain) = (tls.acceptor(), builder.clone(), drain.clone());
+                    tracker.spawn(async move {
+                        // The handshake is part of what a client has the header deadline for.
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                            Ok(Ok(stream)) => {
+                                let conn =
+                                    builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                                watch_connection(conn, conn_state, timeouts, drain, permit).await;
+                            }
+                            Ok(Err(e)) => {
+                                metrics::counter!("tokengate_tls_handshake_failures_total").increment(1);
+                                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                            }
+                            Err(_) => metrics::counter!("tokengate_tls_handshake_failures_total").increment(1),
                         }
-                        Ok::<_, std::convert::Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
-                    }
-                })
-            };
-            let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-            tracker.spawn(watch_connection(conn, conn_state, timeouts, drain.clone(), permit));
+                    });
+                }
+            }
         }
         drop(listener);
         tracker.close();
         // Each connection is dropped after the grace period at the latest.
         tracker.wait().await;
     }
+}
+
+/// The service of one client connection: every request gets its body deadline, is
+/// counted in flight until its response body ends, and is dispatched.
+fn connection_service(
+    edge: Arc<Edge>,
+    conn_state: Arc<ConnState>,
+    peer: SocketAddr,
+    over_tls: bool,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Response<TrackedBody<Body>>,
+    Error = std::convert::Infallible,
+    Future = impl Future<Output = Result<Response<TrackedBody<Body>>, std::convert::Infallible>> + Send + 'static,
+> + Clone
++ Send
++ 'static {
+    service_fn(move |req: Request<Incoming>| {
+        let in_flight = conn_state.begin();
+        let mut req = req.map(|body| TimedBody::new(body, edge.body_timeout, Arc::clone(&conn_state)));
+        if over_tls {
+            req.extensions_mut().insert(gateway::OverTls);
+        }
+        let (edge, conn_state) = (Arc::clone(&edge), Arc::clone(&conn_state));
+        async move {
+            let mut response = edge.dispatch(req, peer).await;
+            if conn_state.body_timed_out() {
+                response = json_error(StatusCode::REQUEST_TIMEOUT, "request body timeout");
+                response.headers_mut().insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            Ok::<_, std::convert::Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
+        }
+    })
 }
 
 /// Deletes what has outlived its use: expired dashboard sessions and pending logins,
@@ -417,6 +471,9 @@ impl Edge {
         }
         if req.uri().path().starts_with(gateway::PREFIX) {
             return self.gateway.handle(req, peer).await;
+        }
+        if gateway::is_decide_path(req.uri().path()) {
+            return self.gateway.decide(req, peer).await;
         }
         let client = ClientAddr::resolve(peer, req.headers(), self.gateway.trusted_proxies()).client;
         req.extensions_mut().insert(PeerAddr { peer, client });

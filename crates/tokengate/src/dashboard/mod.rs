@@ -23,7 +23,8 @@ use crate::service::Services;
 #[derive(Clone)]
 pub struct DashState {
     pub services: Services,
-    /// Cookies get `Secure` when the public URL is https or `cookie_secure` is set.
+    /// Cookies get `Secure` when the server terminates TLS, the public URL is https or
+    /// `cookie_secure` is set.
     pub secure_cookies: bool,
 }
 
@@ -59,6 +60,7 @@ pub const ROUTES_WITH_IDS: [&str; 4] = [TOKEN_REVOKE, TOKEN_ROTATE, MEMBER_REMOV
 
 pub fn router(services: Services) -> Router {
     let secure_cookies = services.config.cookie_secure
+        || services.config.tls_cert.is_some()
         || services.config.public_url.as_deref().is_some_and(|u| u.starts_with("https://"));
     let state = DashState { services, secure_cookies };
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {

@@ -6,8 +6,10 @@
 //! route rules → forward → record. Usage is counted in memory (see [`crate::usage`]).
 //! Loops and header sizes are refused before, for every route (see `server`).
 
+mod decide;
 mod proxy;
 mod reject;
+mod upgrade;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use tokengate_core::{
     ClientIp, ClientTokenCheck, Denial, InstanceId, IpAllowlist, Timestamp, TokenId, ViaMarker, canonical_tail,
 };
 
+pub use decide::is_decide_path;
 pub use proxy::UpstreamClient;
 pub use reject::Rejection;
 
@@ -44,6 +47,7 @@ pub struct Gateway {
     via: ViaMarker,
     /// `Via`'s value as added to every forwarded request.
     via_header: HeaderValue,
+    upgrade_idle: Duration,
     metrics: GatewayMetrics,
 }
 
@@ -56,6 +60,8 @@ pub struct GatewaySettings {
     /// The store's deployment id (see [`ViaMarker`]).
     pub deployment_id: String,
     pub egress: Arc<EgressPolicy>,
+    /// How long an upgraded (WebSocket) connection may carry nothing before it is closed.
+    pub upgrade_idle: Duration,
 }
 
 /// Where the forwarded path's tail comes from: the request's own path from this
@@ -73,6 +79,17 @@ impl Tail {
             Tail::Canonical(tail) => tail,
         }
     }
+}
+
+/// Marks a request that arrived over TLS terminated by this server (a request
+/// extension): it is forwarded with `X-Forwarded-Proto: https`.
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
+/// A request that passed the checks: what is forwarded, and with which token.
+pub struct Admitted {
+    pub tail: Tail,
+    pub bearer: Option<Bearer>,
 }
 
 /// The parts of a gateway path.
@@ -174,6 +191,7 @@ impl Gateway {
             max_body_bytes: settings.max_body_bytes,
             via,
             via_header,
+            upgrade_idle: settings.upgrade_idle,
             metrics: GatewayMetrics::new(),
         }
     }
@@ -207,20 +225,45 @@ impl Gateway {
 
     async fn check_and_forward(&self, req: Request<ClientBody>, peer: SocketAddr) -> Result<Response<Body>, Rejection> {
         let now = Timestamp::now();
-        let (instance, policy, tail_start) = self.route(req.uri().path())?;
         let addr = ClientAddr::resolve(peer, req.headers(), &self.trusted_proxies);
-        let mut authorized = None;
-        let checked = canonical(req.uri().path(), tail_start)
-            .and_then(|tail| self.authorize(&instance, &policy, &addr, &req, &tail, now).map(|bearer| (tail, bearer)));
-        let result = match checked {
-            Ok((tail, bearer)) => {
-                authorized = bearer;
-                self.forward(&instance, req, &addr, &tail, authorized.as_ref()).await
+        let (instance, admitted) = self.admit(&req, &addr, now)?;
+        let (result, bearer) = match admitted {
+            Ok(Admitted { tail, bearer }) => {
+                (self.forward(&instance, req, &addr, &tail, bearer.as_ref()).await, bearer)
             }
-            Err(r) => Err(r),
+            Err(r) => (Err(r), None),
         };
-        let token_id = authorized.as_ref().and_then(Bearer::token_id);
-        match &result {
+        self.finish(&instance, &result, bearer.as_ref(), now);
+        result
+    }
+
+    /// Steps 1–3 on a request (proxied, or the original request of a `/decide`): the
+    /// instance (refused before anything is counted when there is none), then the
+    /// canonical tail and the checks.
+    fn admit<B>(
+        &self,
+        req: &Request<B>,
+        addr: &ClientAddr,
+        now: Timestamp,
+    ) -> Result<(Arc<LiveInstance>, Result<Admitted, Rejection>), Rejection> {
+        let (instance, policy, tail_start) = self.route(req.uri().path())?;
+        let admitted = canonical(req.uri().path(), tail_start).and_then(|tail| {
+            self.authorize(&instance, &policy, addr, req, &tail, now).map(|bearer| Admitted { tail, bearer })
+        });
+        Ok((instance, admitted))
+    }
+
+    /// The last step, whatever happened: usage (allowed or rejected, and why) and the
+    /// bearer token's last use.
+    fn finish<T>(
+        &self,
+        instance: &LiveInstance,
+        result: &Result<T, Rejection>,
+        bearer: Option<&Bearer>,
+        now: Timestamp,
+    ) {
+        let token_id = bearer.and_then(Bearer::token_id);
+        match result {
             Ok(_) => self.usage.record(instance.account_id, token_id, UsageKind::Allowed, "forwarded", now),
             Err(r) => {
                 self.usage.record(instance.account_id, token_id.or(r.token_id()), UsageKind::Rejected, r.reason(), now)
@@ -229,7 +272,6 @@ impl Gateway {
         if let Some(id) = token_id {
             self.usage.touch(id, now);
         }
-        result
     }
 
     /// Step 1: the instance and its token. A malformed token is answered like a wrong one.
@@ -309,7 +351,7 @@ impl Gateway {
     async fn forward(
         &self,
         instance: &LiveInstance,
-        req: Request<ClientBody>,
+        mut req: Request<ClientBody>,
         addr: &ClientAddr,
         tail: &Tail,
         bearer: Option<&Bearer>,
@@ -317,7 +359,9 @@ impl Gateway {
         if proxy::declared_length(req.headers()).is_some_and(|n| n > self.max_body_bytes) {
             return Err(Rejection::BodyTooLarge);
         }
-        let forwarded = proxy::Forwarded { addr, tail, bearer, via: &self.via_header };
+        let client_upgrade = upgrade::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+        let forwarded =
+            proxy::Forwarded { addr, tail, bearer, via: &self.via_header, upgrade: client_upgrade.is_some() };
         let upstream_req = proxy::upstream_request(instance, req, &forwarded, self.max_body_bytes)?;
         let sent = tokio::time::timeout(self.upstream_timeout, self.client.request(upstream_req)).await;
         match sent {
@@ -345,7 +389,15 @@ impl Gateway {
                 );
                 Err(Rejection::UpstreamUnavailable)
             }
-            Ok(Ok(response)) => Ok(proxy::downstream_response(response)),
+            Ok(Ok(mut response)) => {
+                if let Some(client_upgrade) = client_upgrade
+                    && response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+                {
+                    let upstream_upgrade = hyper::upgrade::on(&mut response);
+                    tokio::spawn(upgrade::relay(client_upgrade, upstream_upgrade, self.upgrade_idle));
+                }
+                Ok(proxy::downstream_response(response))
+            }
         }
     }
 }

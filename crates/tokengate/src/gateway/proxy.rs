@@ -121,6 +121,8 @@ pub struct Forwarded<'a> {
     pub bearer: Option<&'a Bearer>,
     /// This deployment's `Via` entry.
     pub via: &'a HeaderValue,
+    /// Whether the request asks for a protocol switch (see [`super::upgrade`]).
+    pub upgrade: bool,
 }
 
 /// Builds the request sent upstream.
@@ -154,7 +156,13 @@ pub fn upstream_request(
 
     let addr = forwarded.addr;
     let headers = &mut parts.headers;
+    // An upgrade the checks let through is asked of the upstream as it was asked of us.
+    let upgrade = if forwarded.upgrade { headers.get(header::UPGRADE).cloned() } else { None };
     strip_hop_by_hop(headers);
+    if let Some(protocol) = upgrade {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
     headers.remove(header::HOST);
     drop_spoofable(headers, addr.via_trusted_proxy);
     let forwarded_for = if addr.via_trusted_proxy {
@@ -175,41 +183,55 @@ pub fn upstream_request(
     }
     // A trusted proxy's X-Forwarded-Proto stands (it saw the client's scheme).
     if !headers.contains_key(X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let scheme = if parts.extensions.get::<super::OverTls>().is_some() { "https" } else { "http" };
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
     }
     headers.append(header::VIA, forwarded.via.clone());
+    if forwarded.bearer.is_some() {
+        // The Authorization the gateway checked is ours, not the upstream's.
+        headers.remove(header::AUTHORIZATION);
+    }
+    identity_headers(headers, instance, forwarded.bearer);
+    let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
+    Ok(Request::from_parts(parts, Limited::new(body, limit)))
+}
+
+/// The headers that tell the upstream who is calling: the account, and with a bearer
+/// token its id, scopes and (for JWTs) subject. Also `/decide`'s answer.
+pub fn identity_headers(headers: &mut HeaderMap, instance: &LiveInstance, bearer: Option<&Bearer>) {
     if let Ok(v) = HeaderValue::from_str(&instance.account_id.to_string()) {
         headers.insert(X_TOKENGATE_ACCOUNT, v);
     }
-    if let Some(token) = forwarded.bearer {
-        // The Authorization the gateway checked is ours, not the upstream's.
-        headers.remove(header::AUTHORIZATION);
-        match token {
-            Bearer::Opaque(token) => {
-                if let Ok(v) = HeaderValue::from_str(&token.credential.id.to_string()) {
-                    headers.insert(X_TOKENGATE_TOKEN_ID, v);
-                }
-                headers.insert(X_TOKENGATE_SCOPES, HeaderValue::clone(&token.scopes_header));
+    match bearer {
+        None => {}
+        Some(Bearer::Opaque(token)) => {
+            if let Ok(v) = HeaderValue::from_str(&token.credential.id.to_string()) {
+                headers.insert(X_TOKENGATE_TOKEN_ID, v);
             }
-            Bearer::Jwt(jwt) => {
-                if let Some(v) = &jwt.token_id_header {
-                    headers.insert(X_TOKENGATE_TOKEN_ID, v.clone());
-                }
-                if let Some(v) = &jwt.subject_header {
-                    headers.insert(X_TOKENGATE_SUBJECT, v.clone());
-                }
-                headers.insert(X_TOKENGATE_SCOPES, jwt.scopes_header.clone());
+            headers.insert(X_TOKENGATE_SCOPES, HeaderValue::clone(&token.scopes_header));
+        }
+        Some(Bearer::Jwt(jwt)) => {
+            if let Some(v) = &jwt.token_id_header {
+                headers.insert(X_TOKENGATE_TOKEN_ID, v.clone());
             }
+            if let Some(v) = &jwt.subject_header {
+                headers.insert(X_TOKENGATE_SUBJECT, v.clone());
+            }
+            headers.insert(X_TOKENGATE_SCOPES, jwt.scopes_header.clone());
         }
     }
-    let limit = usize::try_from(max_body_bytes).unwrap_or(usize::MAX);
-    Ok(Request::from_parts(parts, Limited::new(body, limit)))
 }
 
 /// Turns the upstream response into ours: same status, end-to-end headers, streamed body.
 pub fn downstream_response(response: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
+    let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+    let upgrade = if switching { parts.headers.get(header::UPGRADE).cloned() } else { None };
     strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = upgrade {
+        parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        parts.headers.insert(header::UPGRADE, protocol);
+    }
     Response::from_parts(parts, Body::new(body))
 }
 

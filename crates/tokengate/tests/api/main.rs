@@ -10,6 +10,7 @@ mod admin_api;
 mod corpus;
 mod dashboard;
 mod edge;
+mod forward_auth;
 mod gateway;
 mod multi_node;
 mod oauth;
@@ -18,7 +19,9 @@ mod process;
 mod rooms;
 mod security_token;
 mod sso;
+mod tls;
 mod tokens;
+mod websocket;
 
 /// Runs an async scenario `fn(StoreKind)` once on SQLite and once on PostgreSQL.
 #[macro_export]

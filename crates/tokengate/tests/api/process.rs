@@ -16,16 +16,16 @@ use crate::on_both_stores;
 on_both_stores!(acknowledged_writes_survive_sigkill);
 
 /// A `tokengate serve` process, its captured log, and an HTTP client for it.
-struct Server {
+pub struct Server {
     child: Child,
-    addr: String,
+    pub addr: String,
     log: Arc<Mutex<String>>,
     http: reqwest::Client,
-    admin_token: String,
+    pub admin_token: String,
 }
 
 impl Server {
-    fn start(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> Server {
+    pub fn start(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> Server {
         let mut cmd = Command::new(binary());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug", "--data-dir"])
             .arg(data_dir)
@@ -83,11 +83,11 @@ impl Server {
         (res.status(), res.text().await.unwrap())
     }
 
-    fn signal(&self, sig: &str) {
+    pub fn signal(&self, sig: &str) {
         Command::new("kill").args([sig, &self.child.id().to_string()]).status().unwrap();
     }
 
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 }

@@ -1,0 +1,208 @@
+//! `ANY /decide[/{path…}]`: the forward-auth decision endpoint (SPEC §13).
+//!
+//! A proxy that keeps routing itself (nginx `auth_request`, Caddy `forward_auth`,
+//! Traefik `ForwardAuth`, Envoy `ext_authz`) asks whether a request may pass. The
+//! original request runs through the same steps as a proxied one (route, canonical
+//! path, address, Client-Token, rules and bearer, then usage), and nothing is forwarded.
+
+use std::net::SocketAddr;
+
+use axum::body::Body;
+use http::header::HeaderName;
+use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
+use tokengate_core::Timestamp;
+
+use super::{Admitted, ClientAddr, Gateway, Rejection, proxy};
+
+/// The path of the decision endpoint.
+pub const PATH: &str = "/decide";
+
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+/// With `?profile=nginx`: the status the gateway would have answered.
+pub const X_TOKENGATE_STATUS: HeaderName = HeaderName::from_static("x-tokengate-status");
+
+/// Whether a request path is the decision endpoint's.
+pub fn is_decide_path(path: &str) -> bool {
+    path.strip_prefix(PATH).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+/// Why a decision request itself (not the request it describes) is refused.
+#[derive(Debug)]
+enum DecideError {
+    NotTrusted,
+    /// The forwarded method or URI cannot be read.
+    BadOriginal(&'static str),
+}
+
+/// The request the proxy asks about: method and URI from the proxy's headers, in the
+/// order of SPEC §13.
+fn original_request<B>(req: &Request<B>) -> Result<(Method, Uri), DecideError> {
+    let headers = req.headers();
+    let text = |name: &HeaderName| headers.get(name).map(|v| v.to_str().map_err(|_| ()));
+    let method_of = |value: Option<Result<&str, ()>>| -> Result<Method, DecideError> {
+        match value {
+            None => Ok(req.method().clone()),
+            Some(Ok(m)) => Method::from_bytes(m.trim().as_bytes()).map_err(|_| DecideError::BadOriginal("method")),
+            Some(Err(())) => Err(DecideError::BadOriginal("method")),
+        }
+    };
+    let uri_of = |value: Result<&str, ()>| -> Result<Uri, DecideError> {
+        let uri: Uri = value.ok().and_then(|v| v.trim().parse().ok()).ok_or(DecideError::BadOriginal("URI"))?;
+        // Only the path and query count: a proxy may send the absolute form.
+        let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        path_and_query.parse().map_err(|_| DecideError::BadOriginal("URI"))
+    };
+    if let Some(uri) = text(&X_FORWARDED_URI) {
+        return Ok((method_of(text(&X_FORWARDED_METHOD))?, uri_of(uri)?));
+    }
+    if let Some(uri) = text(&X_ORIGINAL_URI) {
+        return Ok((method_of(text(&X_ORIGINAL_METHOD))?, uri_of(uri)?));
+    }
+    // Envoy's `path_prefix: /decide`: the original path follows ours.
+    let own = req.uri();
+    let path = own.path().get(PATH.len()..).filter(|p| !p.is_empty()).unwrap_or("/");
+    let path_and_query = match own.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path.to_string(),
+    };
+    Ok((req.method().clone(), uri_of(Ok(&path_and_query))?))
+}
+
+/// Whether the answer is for nginx, which turns every status but 2xx/401/403 into a 500.
+fn nginx_profile(uri: &Uri) -> bool {
+    uri.query().is_some_and(|q| q.split('&').any(|pair| pair == "profile=nginx"))
+}
+
+impl Gateway {
+    /// Answers one decision request.
+    pub async fn decide<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body> {
+        let nginx = nginx_profile(req.uri());
+        let now = Timestamp::now();
+        let addr = ClientAddr::resolve(peer, req.headers(), self.trusted_proxies());
+        let outcome = if addr.via_trusted_proxy {
+            original_request(&req).map(|(method, uri)| {
+                // The original request, as far as the checks go: its method and target,
+                // and the headers the proxy passed on (Client-Token, Authorization, …).
+                let (parts, _body) = req.into_parts();
+                let mut original = Request::new(());
+                *original.method_mut() = method;
+                *original.uri_mut() = uri;
+                *original.headers_mut() = parts.headers;
+                self.decide_original(&original, &addr, now)
+            })
+        } else {
+            Err(DecideError::NotTrusted)
+        };
+        match outcome {
+            Ok(Ok(response)) => {
+                self.metrics.forwarded.increment(1);
+                response
+            }
+            Ok(Err(rejection)) => {
+                self.metrics.rejected(&rejection);
+                refusal(rejection, nginx)
+            }
+            Err(DecideError::NotTrusted) => json(StatusCode::FORBIDDEN, r#"{"error":"not a trusted proxy"}"#),
+            Err(DecideError::BadOriginal(what)) => {
+                let body = serde_json::json!({ "error": format!("the original request's {what} is invalid") });
+                json(StatusCode::BAD_REQUEST, &body.to_string())
+            }
+        }
+    }
+
+    fn decide_original(
+        &self,
+        original: &Request<()>,
+        addr: &ClientAddr,
+        now: Timestamp,
+    ) -> Result<Response<Body>, Rejection> {
+        let (instance, admitted) = self.admit(original, addr, now)?;
+        let bearer = admitted.as_ref().ok().and_then(|a| a.bearer.as_ref());
+        let result = admitted.as_ref().map(|_| ()).map_err(Clone::clone);
+        self.finish(&instance, &result, bearer, now);
+        let Admitted { bearer, .. } = admitted?;
+        let mut response = Response::new(Body::empty());
+        proxy::identity_headers(response.headers_mut(), &instance, bearer.as_ref());
+        response.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        Ok(response)
+    }
+}
+
+/// The gateway's own answer; for nginx, statuses it would mangle are sent as `403`
+/// with the real one in `X-Tokengate-Status`.
+fn refusal(rejection: Rejection, nginx: bool) -> Response<Body> {
+    let mut response = rejection.into_response();
+    let status = response.status();
+    if nginx && status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
+        response.headers_mut().insert(X_TOKENGATE_STATUS, HeaderValue::from(status.as_u16()));
+        *response.status_mut() = StatusCode::FORBIDDEN;
+    }
+    response
+}
+
+fn json(status: StatusCode, body: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(uri: &str, headers: &[(&str, &str)]) -> Request<()> {
+        let mut builder = Request::builder().method("POST").uri(uri);
+        for (k, v) in headers {
+            builder = builder.header(*k, *v);
+        }
+        builder.body(()).unwrap()
+    }
+
+    #[test]
+    fn the_original_request_is_read_in_the_documented_order() {
+        let traefik = request(
+            "/decide",
+            &[("x-forwarded-method", "PUT"), ("x-forwarded-uri", "/a?b=1"), ("x-original-uri", "/nginx")],
+        );
+        assert_eq!(original_request(&traefik).unwrap(), (Method::PUT, "/a?b=1".parse().unwrap()));
+        let nginx = request("/decide?profile=nginx", &[("x-original-uri", "/n/x?q")]);
+        assert_eq!(original_request(&nginx).unwrap(), (Method::POST, "/n/x?q".parse().unwrap()));
+        let nginx_method = request("/decide", &[("x-original-method", "DELETE"), ("x-original-uri", "/n")]);
+        assert_eq!(original_request(&nginx_method).unwrap().0, Method::DELETE);
+        let envoy = request("/decide/instances/x/token/y/send?z=1", &[]);
+        assert_eq!(original_request(&envoy).unwrap(), (Method::POST, "/instances/x/token/y/send?z=1".parse().unwrap()));
+        assert_eq!(original_request(&request("/decide", &[])).unwrap().1, "/".parse::<Uri>().unwrap());
+        let absolute = request("/decide", &[("x-forwarded-uri", "http://h.example/p?q")]);
+        assert_eq!(original_request(&absolute).unwrap().1, "/p?q".parse::<Uri>().unwrap());
+        assert!(original_request(&request("/decide", &[("x-forwarded-uri", "a b")])).is_err());
+        assert!(
+            original_request(&request("/decide", &[("x-forwarded-method", "A B"), ("x-forwarded-uri", "/")])).is_err()
+        );
+    }
+
+    #[test]
+    fn decide_paths() {
+        assert!(is_decide_path("/decide"));
+        assert!(is_decide_path("/decide/instances/x"));
+        assert!(!is_decide_path("/decidex"));
+        assert!(!is_decide_path("/v1/decide"));
+    }
+
+    #[test]
+    fn the_nginx_profile_keeps_401_and_403_and_moves_the_rest_to_403() {
+        let limited =
+            refusal(Rejection::Bearer(tokengate_core::Denial::RateLimited { retry_after_seconds: 7 }, None), true);
+        assert_eq!(limited.status(), StatusCode::FORBIDDEN);
+        assert_eq!(limited.headers()[&X_TOKENGATE_STATUS], "429");
+        assert_eq!(limited.headers()[http::header::RETRY_AFTER], "7");
+        let missing = refusal(Rejection::ClientTokenMissing, true);
+        assert_eq!(missing.status(), StatusCode::FORBIDDEN);
+        assert!(missing.headers().get(&X_TOKENGATE_STATUS).is_none());
+        assert_eq!(refusal(Rejection::InstanceNotFound, false).status(), StatusCode::NOT_FOUND);
+        assert_eq!(refusal(Rejection::InstanceNotFound, true).headers()[&X_TOKENGATE_STATUS], "404");
+    }
+}
