@@ -26,6 +26,7 @@ fn jwt(c: &mut Criterion) {
         name: "bench".into(),
         scopes: vec![],
         created_at: now,
+        disabled_at: None,
     };
     let required = vec!["messages:send".to_string()];
     for alg in [SigningAlg::EdDSA, SigningAlg::ES256, SigningAlg::RS256] {

@@ -28,6 +28,9 @@ fn api_token(account: AccountId, scopes: &[&str]) -> ApiToken {
         created_at: Timestamp::now(),
         revoked_at: None,
         last_used_at: None,
+        format: tokengate::store::TokenFormat::Tokengate,
+        external_id: None,
+        leaked_at: None,
     }
 }
 

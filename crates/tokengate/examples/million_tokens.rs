@@ -48,6 +48,7 @@ async fn fill(store: &SqlStore, count: usize) -> anyhow::Result<()> {
         action: "account.created".into(),
         target: account.id.to_string(),
         ip: None,
+        detail: None,
     };
     store.create_account(&account, &audit).await?;
 

@@ -238,6 +238,21 @@ pub enum TokensCommand {
     },
     /// Revoke at once.
     Revoke { id: String },
+    /// Import existing keys (their text, or only their SHA-256) from another system's
+    /// export; a progress bar on a terminal, plain counts otherwise.
+    Import {
+        #[arg(long)]
+        account: String,
+        /// `kong` (key-auth export, `GET /key-auths` JSON pages) or `csv`
+        /// (`name,key,scopes,expires_at` or `name,sha256,scopes,expires_at`).
+        #[arg(long, value_enum)]
+        from: ImportFormat,
+        /// Scopes for every key that does not name its own (repeat for more; default `*`).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// The export; `-` reads standard input.
+        file: PathBuf,
+    },
     /// Ask whether a token is valid (reads it from TOKENGATE_VERIFY_TOKEN or stdin, so it
     /// does not show up in the process list).
     Verify {
@@ -605,9 +620,101 @@ fn describe_token(t: &ApiToken) -> String {
     out
 }
 
+/// The formats `tokens import` reads.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum ImportFormat {
+    Kong,
+    Csv,
+}
+
+/// Lines sent per import request: memory stays bounded whatever the file's size.
+const IMPORT_CHUNK: usize = 10_000;
+
+async fn import_tokens(
+    client: &crate::client::AdminClient,
+    remote: &Remote,
+    account: &str,
+    from: ImportFormat,
+    scopes: &[String],
+    file: &std::path::Path,
+) -> anyhow::Result<()> {
+    use std::io::IsTerminal;
+    let reader: Box<dyn std::io::Read + Send> = if file.as_os_str() == "-" {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(anyhow::Context::with_context(std::fs::File::open(file), || format!("opening {}", file.display()))?)
+    };
+    let reader = std::io::BufReader::new(reader);
+    let lines: Box<dyn Iterator<Item = crate::import_file::SourceLine>> = match from {
+        ImportFormat::Kong => Box::new(crate::import_file::kong(reader, scopes)),
+        ImportFormat::Csv => Box::new(crate::import_file::csv(reader).map_err(|e| anyhow::anyhow!(e))?),
+    };
+    let bar = if std::io::stderr().is_terminal() && !remote.json {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{spinner} {pos} keys read, {msg} [{elapsed}]")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_spinner()),
+        );
+        Some(bar)
+    } else {
+        None
+    };
+    let (mut imported, mut skipped, mut errors) = (0u64, 0u64, Vec::<serde_json::Value>::new());
+    let mut lines = lines.peekable();
+    while lines.peek().is_some() {
+        let chunk: Vec<_> = lines.by_ref().take(IMPORT_CHUNK).collect();
+        // The server numbers the chunk's lines from 1; map them back to the source.
+        let mut numbers: Vec<u64> = Vec::with_capacity(chunk.len());
+        let mut body = String::new();
+        for line in chunk {
+            match line.json {
+                Ok(text) => {
+                    numbers.push(line.number);
+                    body.push_str(&text);
+                    body.push('\n');
+                }
+                Err(e) => errors.push(serde_json::json!({ "line": line.number, "error": e })),
+            }
+        }
+        if numbers.is_empty() {
+            continue;
+        }
+        let summary = client.import_tokens(account, body).await?;
+        let count = |key: &str| summary.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        imported += count("imported");
+        skipped += count("skipped");
+        for e in summary.get("errors").and_then(serde_json::Value::as_array).into_iter().flatten() {
+            let at: Option<u64> = e
+                .get("line")
+                .and_then(serde_json::Value::as_u64)
+                .and_then(|n| numbers.get(usize::try_from(n).ok()?.checked_sub(1)?).copied());
+            errors.push(serde_json::json!({ "line": at, "error": e.get("error") }));
+        }
+        if let Some(bar) = &bar {
+            bar.inc(u64::try_from(numbers.len()).unwrap_or(0));
+            bar.set_message(format!("{imported} imported, {skipped} already there, {} refused", errors.len()));
+        }
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    let summary = serde_json::json!({ "imported": imported, "skipped": skipped, "errors": errors });
+    remote.print(&summary, || {
+        let mut out = format!("{imported} imported, {skipped} already there, {} refused", errors.len());
+        for e in &errors {
+            let field = |k: &str| e.get(k).cloned().unwrap_or_default();
+            out.push_str(&format!("\nline {}: {}", field("line"), field("error").as_str().unwrap_or_default()));
+        }
+        out
+    })
+}
+
 pub async fn tokens(command: TokensCommand, remote: Remote) -> anyhow::Result<()> {
     let client = remote.client()?;
     match command {
+        TokensCommand::Import { account, from, scopes, file } => {
+            import_tokens(&client, &remote, &account, from, &scopes, &file).await
+        }
         TokensCommand::Create {
             account,
             name,

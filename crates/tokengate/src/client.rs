@@ -154,6 +154,26 @@ impl AdminClient {
         Ok(response)
     }
 
+    /// `POST /v1/accounts/{acc}/tokens/import` with NDJSON lines; the summary.
+    pub async fn import_tokens(&self, account: &str, ndjson: String) -> Result<serde_json::Value, ClientError> {
+        let response = self
+            .http
+            .post(format!("{}/v1/accounts/{account}/tokens/import", self.base))
+            .bearer_auth(self.token.expose_secret())
+            .header(reqwest::header::CONTENT_TYPE, "application/x-ndjson")
+            .timeout(std::time::Duration::from_secs(600))
+            .body(ndjson)
+            .send()
+            .await?;
+        let status = response.status();
+        let body: serde_json::Value = response.json().await.unwrap_or(serde_json::Value::Null);
+        if !status.is_success() {
+            let message = body.get("error").and_then(|e| e.as_str()).unwrap_or("error").to_string();
+            return Err(ClientError::Api { status: status.as_u16(), message });
+        }
+        Ok(body)
+    }
+
     pub async fn create_account(&self, name: &str) -> Result<Account, ClientError> {
         self.send(reqwest::Method::POST, "/v1/accounts", Some(serde_json::json!({ "name": name }))).await
     }

@@ -90,6 +90,11 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// Where GitHub publishes its secret-scanning signing keys (`POST /v1/leaks/github`).
+    pub leak_github_keys_url: String,
+    /// Seconds between a failed webhook delivery and the next attempt, one entry per
+    /// retry; after the last, the event is given up (and stays in the delivery log).
+    pub webhook_retry_seconds: Vec<u64>,
 }
 
 impl Default for Config {
@@ -128,6 +133,8 @@ impl Default for Config {
             housekeeping_interval_seconds: 3600,
             tls_cert: None,
             tls_key: None,
+            leak_github_keys_url: "https://api.github.com/meta/public_keys/secret_scanning".into(),
+            webhook_retry_seconds: vec![5, 300, 1800, 7200, 18000],
         }
     }
 }
@@ -168,13 +175,23 @@ const ENV_KEYS: &[&str] = &[
     "workers",
     "tls_cert",
     "tls_key",
+    "leak_github_keys_url",
+    "webhook_retry_seconds",
 ];
 
 /// The settings whose values are text: read from the environment exactly as written
 /// (figment's environment parser would read `TOKENGATE_DATA_DIR=2024`, or an all-digit
 /// master key, as a number).
-const STRING_ENV_KEYS: &[&str] =
-    &["data_dir", "database_url", "public_url", "log_level", "master_key", "tls_cert", "tls_key"];
+const STRING_ENV_KEYS: &[&str] = &[
+    "data_dir",
+    "database_url",
+    "public_url",
+    "log_level",
+    "master_key",
+    "tls_cert",
+    "tls_key",
+    "leak_github_keys_url",
+];
 
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]

@@ -138,17 +138,24 @@ impl Application {
             (Some(cert), Some(key)) => Some(Arc::new(Tls::load(cert, key)?)),
             _ => None,
         };
+        let github_keys = Arc::new(crate::service::github::GithubKeys::new(
+            config.leak_github_keys_url.clone(),
+            crate::outbound::Outbound::new(Arc::clone(&egress), Duration::from_secs(5)),
+        ));
         let services = Services {
             store: store.clone(),
             state: Arc::clone(&state),
             usage: Arc::clone(&usage),
             config: Arc::new(config),
             master_key,
+            leak_limiter: Arc::default(),
+            github_keys,
             egress,
         };
         services.ensure_signing_key().await.context("creating the first JWT signing key")?;
 
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(crate::webhooks::run(services.clone(), stop_rx.clone())));
         if let Some(tls) = &tls {
             tasks.push(tokio::spawn(crate::tls::reload_on_sighup(Arc::clone(tls), stop_rx.clone())));
         }
@@ -192,11 +199,15 @@ impl Application {
         {
             let (store, mut stop) = (store.clone(), stop_rx.clone());
             let config = Arc::clone(&services.config);
+            let leak_limiter = Arc::clone(&services.leak_limiter);
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(config.housekeeping_interval_seconds));
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => housekeeping(&store, &config).await,
+                        _ = tick.tick() => {
+                            housekeeping(&store, &config).await;
+                            leak_limiter.prune();
+                        }
                         _ = stop.changed() => break,
                     }
                 }

@@ -24,7 +24,7 @@ use tokengate_core::{
 };
 
 use crate::store::{
-    AccountPolicyRecord, AdminTokenStore, ApiToken, Change, GatewayInstance, InstanceStore, RateLimit,
+    AccountPolicyRecord, AdminTokenStore, ApiToken, Change, GatewayInstance, ImportStore, InstanceStore, RateLimit,
     SecurityTokenStore, SqlStore, StoreResult, TokenStore,
 };
 
@@ -73,6 +73,11 @@ pub struct AccountPolicy {
     pub allowlist: IpAllowlist,
 }
 
+/// The shape of a key an import accepts: 8 to 512 visible ASCII characters.
+pub fn importable(key: &[u8]) -> bool {
+    (8..=512).contains(&key.len()) && key.iter().all(|b| b.is_ascii_graphic())
+}
+
 /// How long a revoked or expired token is still recognised (and refused with its reason).
 pub const TOMBSTONE_SECONDS: i64 = 7 * 24 * 3600;
 
@@ -86,6 +91,8 @@ pub struct LiveToken {
     rate: Option<Arc<(RateLimit, DefaultDirectRateLimiter)>>,
     /// The resync that loaded it; older ones are dropped when a resync completes.
     generation: u32,
+    /// An imported key (SPEC §15): found by the digest of its original text.
+    imported: bool,
 }
 
 /// Hashes a digest prefix by using it as is: SHA-256 output is already uniform, and
@@ -157,6 +164,9 @@ pub struct GatewayState {
     /// full resync can then never drop or overwrite what a later commit loaded, and two
     /// refreshes of one object cannot land out of order. The hot path never takes it.
     refresh: tokio::sync::Mutex<()>,
+    /// Whether any imported key was ever loaded: until then a string without a
+    /// tokengate prefix costs no digest.
+    has_imported: std::sync::atomic::AtomicBool,
     /// Signing keys, OAuth clients, revoked access tokens and trusted issuers.
     pub oauth: crate::oauth::OAuthState,
 }
@@ -222,14 +232,27 @@ impl GatewayState {
     }
 
     /// Format and checksum, then lookup by digest (full digest compared in constant time).
+    /// A string without any tokengate prefix is looked up as an imported key, by the
+    /// SHA-256 of its text (SPEC §15), and only ever matches an imported key.
     fn find_token(&self, presented: &[u8]) -> Result<Arc<LiveToken>, Denial> {
-        let kind = TokenKind::of(presented).ok_or(Denial::Malformed)?;
-        let digest = token::parse(presented, kind.prefix()).map_err(|_| Denial::Malformed)?;
+        let (digest, imported) = match TokenKind::of(presented) {
+            Some(kind) => (token::parse(presented, kind.prefix()).map_err(|_| Denial::Malformed)?, false),
+            None if self.may_be_imported(presented) => (Digest::of(presented), true),
+            None => return Err(Denial::Malformed),
+        };
         self.tokens
             .get(&key(&digest))
             .map(|e| Arc::clone(e.value()))
-            .filter(|live| live.digest.ct_eq(&digest))
+            .filter(|live| live.imported == imported && live.digest.ct_eq(&digest))
             .ok_or(Denial::NotFound)
+    }
+
+    /// Whether a presented string could be an imported key: no tokengate prefix, the
+    /// shape imports accept, and imported keys exist at all.
+    pub fn may_be_imported(&self, presented: &[u8]) -> bool {
+        self.has_imported.load(std::sync::atomic::Ordering::Relaxed)
+            && token::Prefix::of(presented).is_none()
+            && importable(presented)
     }
 
     /// Replaces everything with what the store holds now.
@@ -290,6 +313,13 @@ impl GatewayState {
                 if let Some((token, digest)) = store.live_token(id).await? {
                     let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
                     self.put_token(token, digest, generation, &mut ScopeSets::new());
+                }
+            }
+            Change::TokenBatch { account, first, last } => {
+                let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+                let mut scope_sets = ScopeSets::new();
+                for (token, digest) in store.live_tokens_between(account, first, last).await? {
+                    self.put_token(token, digest, generation, &mut scope_sets);
                 }
             }
             Change::AdminTokens => self.admin_tokens.store(Arc::new(store.admin_token_digests().await?)),
@@ -363,7 +393,12 @@ impl GatewayState {
             ip_allowlist,
             instance_ids: token.instance_ids.into_boxed_slice(),
         };
-        self.tokens.insert(key(&digest), Arc::new(LiveToken { digest, credential, scopes_header, rate, generation }));
+        let imported = token.format == crate::store::TokenFormat::Imported;
+        if imported {
+            self.has_imported.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        let live = LiveToken { digest, credential, scopes_header, rate, generation, imported };
+        self.tokens.insert(key(&digest), Arc::new(live));
     }
 
     fn put_instance(&self, record: GatewayInstance) {

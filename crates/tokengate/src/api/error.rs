@@ -23,6 +23,11 @@ pub enum ApiError {
     TooLarge,
     #[error("content type must be application/json")]
     UnsupportedMediaType,
+    #[error("too many requests, try again later")]
+    RateLimited { retry_after_seconds: u64 },
+    /// A request that must be signed was not, or not right.
+    #[error("{0}")]
+    BadSignature(&'static str),
 }
 
 impl ApiError {
@@ -53,6 +58,8 @@ impl ApiError {
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, self.to_string()),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, self.to_string()),
             ApiError::UnsupportedMediaType => (StatusCode::UNSUPPORTED_MEDIA_TYPE, self.to_string()),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, self.to_string()),
+            ApiError::BadSignature(m) => (StatusCode::UNAUTHORIZED, (*m).to_string()),
         }
     }
 }
@@ -68,7 +75,10 @@ impl IntoResponse for ApiError {
             None => serde_json::json!({ "error": message }),
         };
         let mut response = (status, Json(body)).into_response();
-        if status == StatusCode::UNAUTHORIZED {
+        if let ApiError::RateLimited { retry_after_seconds } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds.max(1)));
+        }
+        if status == StatusCode::UNAUTHORIZED && !matches!(self, ApiError::BadSignature(_)) {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""));

@@ -7,6 +7,7 @@ mod accounts;
 pub mod error;
 mod extract;
 mod instances;
+mod leaks;
 mod oauth;
 mod oauth_admin;
 mod ops;
@@ -14,6 +15,7 @@ mod reports;
 mod rooms;
 mod security_token;
 mod tokens;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -38,6 +40,8 @@ const MAX_ADMIN_BODY: usize = 64 * 1024;
         (name = "room-tokens", description = "Room apps and token04 room tokens"),
         (name = "oauth", description = "OAuth 2.0: clients, token endpoint, introspection, revocation, signing keys, trusted issuers"),
         (name = "reports", description = "Usage and audit"),
+        (name = "leaks", description = "Leaked-token reports (public, rate limited)"),
+        (name = "webhooks", description = "Token events delivered to your endpoints (Standard Webhooks)"),
     )
 )]
 struct ApiDoc;
@@ -77,6 +81,12 @@ pub fn router(services: Services) -> Router {
         .routes(routes!(tokens::rotate_token))
         .routes(routes!(tokens::token_usage))
         .routes(routes!(tokens::verify))
+        .routes(routes!(tokens::import_tokens))
+        .routes(routes!(leaks::report))
+        .routes(routes!(leaks::github))
+        .routes(routes!(webhooks::create_webhook, webhooks::list_webhooks))
+        .routes(routes!(webhooks::get_webhook, webhooks::delete_webhook))
+        .routes(routes!(webhooks::deliveries))
         .routes(routes!(rooms::create_room_app, rooms::list_room_apps))
         .routes(routes!(rooms::delete_room_app))
         .routes(routes!(rooms::issue_room_token))

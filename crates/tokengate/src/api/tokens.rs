@@ -12,6 +12,7 @@ use super::accounts::{Items, items};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Admin, ApiJson, Verifier, path_id};
 use super::reports::Usage;
+use crate::service::imports::{ImportSummary, Importer, MAX_LINE};
 use crate::service::{NewToken, Services, UsageQuery, Verification};
 use crate::store::ApiToken;
 
@@ -121,4 +122,64 @@ pub async fn verify(
         Verifier::Account(acc) => Some(acc),
     };
     Ok(Json(s.verify_token(&body.token, &body.required_scopes, body.ip, only)))
+}
+
+#[utoipa::path(post, path = "/v1/accounts/{acc}/tokens/import", tag = "tokens", params(("acc" = String, Path)),
+    request_body(content = String, content_type = "application/x-ndjson",
+        description = "one JSON object a line: {name, key | sha256, scopes?, expires_at?, external_id?}"),
+    responses((status = 200, body = ImportSummary), (status = 404), (status = 415)), security(("admin_token" = [])))]
+pub async fn import_tokens(
+    State(s): State<Services>,
+    Admin(actor): Admin,
+    Path(acc): Path<String>,
+    req: axum::extract::Request,
+) -> ApiResult<Json<ImportSummary>> {
+    use futures_util::StreamExt;
+    let account = path_id(&acc, "account")?;
+    let ndjson = req.headers().get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|ct| {
+        let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        essence == "application/x-ndjson" || essence == "application/jsonl"
+    });
+    if !ndjson {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let mut importer = Importer::start(&s, &actor, account).await?;
+    let mut body = req.into_body().into_data_stream();
+    let mut buffer: Vec<u8> = Vec::new();
+    let (mut number, mut skipping) = (0u64, false);
+    // Lines are taken as they arrive; a line never waits for the whole body.
+    loop {
+        let chunk = body.next().await;
+        let done = chunk.is_none();
+        match chunk {
+            Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
+            Some(Err(_)) => return Err(ApiError::BadRequest("could not read the request body".into())),
+            None => buffer.push(b'\n'),
+        }
+        while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            if done && line == b"\n" {
+                break;
+            }
+            number += 1;
+            if std::mem::take(&mut skipping) {
+                importer.too_long(number);
+                continue;
+            }
+            match std::str::from_utf8(&line) {
+                Ok(text) => importer.line(number, text.trim_end_matches(['\n', '\r'])).await?,
+                Err(_) => importer.line(number, "\u{0}").await?,
+            }
+        }
+        if buffer.len() > MAX_LINE {
+            // The rest of this line is dropped as it comes; it is reported at its end.
+            buffer.clear();
+            skipping = true;
+        }
+        if done {
+            break;
+        }
+    }
+    importer.flush().await?;
+    Ok(Json(importer.summary))
 }

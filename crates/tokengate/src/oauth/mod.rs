@@ -528,6 +528,7 @@ mod tests {
             name: "c".into(),
             scopes: vec![],
             created_at: now,
+            disabled_at: None,
         };
         state.set_clients(vec![(client.clone(), Digest::of(b"x"))]);
         let (token, claims) = state.issue(&client, &["messages:send".to_string()], 900, now).unwrap();

@@ -174,6 +174,9 @@ mod tests {
             created_at: Timestamp::now(),
             revoked_at: None,
             last_used_at: None,
+            format: crate::store::TokenFormat::Tokengate,
+            external_id: None,
+            leaked_at: None,
         }
     }
 

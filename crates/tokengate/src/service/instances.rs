@@ -59,6 +59,7 @@ impl Services {
             upstream_url: self.valid_upstream(&new.upstream_url)?,
             rules: valid_rules(new.rules)?,
             created_at: Timestamp::now(),
+            leaked_at: None,
         };
         let secret = token::generate(Prefix::Instance);
         let digest = Digest::of(secret.expose_secret().as_bytes());

@@ -4,12 +4,16 @@
 
 mod accounts;
 pub mod authz;
+pub mod github;
+pub mod imports;
 mod instances;
+pub mod leaks;
 mod oauth;
 mod reports;
 mod rooms;
 mod security_token;
 mod tokens;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -23,6 +27,7 @@ pub use reports::{Readiness, UsageBucket, UsageQuery};
 pub use rooms::{IssueRoomToken, IssuedRoomToken, NewRoomApp, RoomVerification, VerifyRoomToken};
 pub use security_token::SecurityTokenView;
 pub use tokens::{NewToken, Verification};
+pub use webhooks::NewWebhook;
 
 use tokengate_core::{AccountId, AuditId, Timestamp};
 
@@ -77,6 +82,7 @@ impl Actor {
             action: action.to_string(),
             target: target.to_string(),
             ip: self.ip.clone(),
+            detail: None,
         }
     }
 }
@@ -91,6 +97,10 @@ pub struct Services {
     pub master_key: Arc<crate::master_key::MasterKey>,
     /// Checked on the literal addresses of URLs tenants give (upstreams, JWKS).
     pub egress: Arc<crate::egress::EgressPolicy>,
+    /// Leak reports per client address.
+    pub leak_limiter: Arc<leaks::LeakLimiter>,
+    /// GitHub's secret-scanning keys.
+    pub github_keys: Arc<github::GithubKeys>,
 }
 
 impl Services {

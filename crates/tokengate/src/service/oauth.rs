@@ -180,6 +180,7 @@ impl Services {
             name,
             scopes: new.scopes,
             created_at: Timestamp::now(),
+            disabled_at: None,
         };
         let secret = token::generate(Prefix::ClientSecret);
         let audit = actor.audit(Some(account), "oauth_client.created", client.client_id);

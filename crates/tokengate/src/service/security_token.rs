@@ -25,6 +25,9 @@ pub struct SecurityTokenView {
     /// When the token replaced at the last rotation stops working (null when none is valid).
     #[schema(value_type = Option<String>, format = DateTime)]
     pub previous_valid_until: Option<Timestamp>,
+    /// When a leak report named the current token (it keeps working: rotate it).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub leaked_at: Option<Timestamp>,
     pub readiness: Readiness,
 }
 
@@ -50,6 +53,10 @@ impl Services {
             created_at: token.as_ref().map(|t| t.created_at),
             activated_at: token.as_ref().and_then(|t| t.activated_at),
             previous_valid_until: token.as_ref().and_then(|t| previous_valid_until(t, now)),
+            leaked_at: match &token {
+                Some(t) => self.leaked_at(t.digest).await,
+                None => None,
+            },
             readiness,
         })
     }

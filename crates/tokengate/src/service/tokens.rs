@@ -10,7 +10,7 @@ use super::accounts::not_found;
 use super::authz::role_allows;
 use super::security_token::MAX_GRACE_SECONDS;
 use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
-use crate::store::{ApiToken, Change, InstanceStore, MemberStore, RateLimit, TokenStore};
+use crate::store::{ApiToken, Change, InstanceStore, MemberStore, RateLimit, TokenFormat, TokenStore};
 
 /// The longest an API key may live (ten years); personal tokens are capped per account.
 const MAX_API_KEY_SECONDS: u64 = 10 * 365 * 24 * 3600;
@@ -139,6 +139,9 @@ impl Services {
             created_at: now,
             revoked_at: None,
             last_used_at: None,
+            format: TokenFormat::Tokengate,
+            external_id: None,
+            leaked_at: None,
         };
         let secret = token::generate(new.kind.prefix());
         let audit = actor.audit(Some(account), "token.created", token.id);
@@ -187,6 +190,9 @@ impl Services {
             expires_at: lifetime.map(|ms| Timestamp::from_millis(now.as_millis() + ms)),
             revoked_at: None,
             last_used_at: None,
+            format: TokenFormat::Tokengate,
+            external_id: None,
+            leaked_at: None,
             ..old.clone()
         };
         let secret = token::generate(new.kind.prefix());

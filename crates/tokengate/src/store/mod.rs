@@ -14,7 +14,7 @@ mod model;
 mod sql;
 
 pub use model::*;
-pub use sql::{Backend, CHANGE_CHANNEL, SqlStore};
+pub use sql::{Backend, CHANGE_CHANNEL, SqlStore, WEBHOOK_EVENTS};
 
 use tokengate_core::{AccountId, ClientId, Digest, InstanceId, IssuerId, MemberId, Timestamp, TokenId};
 
@@ -44,6 +44,12 @@ pub enum Change {
     Account(AccountId),
     Instance(InstanceId),
     Token(TokenId),
+    /// An import batch: an account's tokens with ids from `first` to `last`.
+    TokenBatch {
+        account: AccountId,
+        first: TokenId,
+        last: TokenId,
+    },
     AdminTokens,
     /// JWT signing keys (a rotation).
     SigningKeys,
@@ -58,6 +64,7 @@ impl Change {
             Change::Account(id) => format!("account:{id}"),
             Change::Instance(id) => format!("instance:{id}"),
             Change::Token(id) => format!("token:{id}"),
+            Change::TokenBatch { account, first, last } => format!("tokens:{account}:{first}:{last}"),
             Change::AdminTokens => "admin".to_string(),
             Change::SigningKeys => "signing_keys".to_string(),
             Change::OAuthClients => "oauth_clients".to_string(),
@@ -71,6 +78,15 @@ impl Change {
             Some(("account", id)) => id.parse().ok().map(Change::Account),
             Some(("instance", id)) => id.parse().ok().map(Change::Instance),
             Some(("token", id)) => id.parse().ok().map(Change::Token),
+            Some(("tokens", rest)) => {
+                let mut parts = rest.splitn(3, ':');
+                let (account, first, last) = (parts.next()?, parts.next()?, parts.next()?);
+                Some(Change::TokenBatch {
+                    account: account.parse().ok()?,
+                    first: first.parse().ok()?,
+                    last: last.parse().ok()?,
+                })
+            }
             _ => match s {
                 "admin" => Some(Change::AdminTokens),
                 "signing_keys" => Some(Change::SigningKeys),
@@ -314,4 +330,51 @@ pub trait UsageStore {
     ) -> StoreResult<Vec<UsageRow>>;
     /// Deletes buckets that started before `before` (retention). Returns how many.
     async fn prune_usage(&self, before: Timestamp) -> StoreResult<u64>;
+}
+
+/// Leak reports (SPEC §15): what a reported secret is, and acting on it.
+pub trait LeakStore {
+    /// Finds the secret with this digest, wherever it is kept, and in one transaction
+    /// revokes it (API keys, personal and imported tokens), disables it (an OAuth
+    /// client) or only marks it (Client-Tokens, instance and admin tokens), recording
+    /// the leak and its audit entry. `None` when no secret has this digest.
+    async fn report_leak(&self, digest: Digest, audit: &AuditEntry) -> StoreResult<Option<LeakHit>>;
+    /// When a secret with this digest was reported leaked.
+    async fn leaked_at(&self, digest: Digest) -> StoreResult<Option<Timestamp>>;
+}
+
+/// Imported keys (SPEC §15).
+pub trait ImportStore {
+    /// Inserts a batch in one transaction, within the account's quota of live tokens;
+    /// returns, per key, whether it was inserted (`false`: a key with that digest
+    /// exists). Writes one audit entry for the batch and one change notice.
+    async fn import_tokens(
+        &self,
+        account: AccountId,
+        keys: &[ImportedKey],
+        audit: &AuditEntry,
+        max_live: u64,
+    ) -> StoreResult<Vec<bool>>;
+    /// The live tokens of an account with ids from `first` to `last` (an import batch).
+    async fn live_tokens_between(
+        &self,
+        account: AccountId,
+        first: TokenId,
+        last: TokenId,
+    ) -> StoreResult<Vec<(ApiToken, Digest)>>;
+}
+
+/// Webhooks and their durable outbox (SPEC §15).
+pub trait WebhookStore {
+    async fn create_webhook(&self, webhook: &Webhook, sealed_secret: &[u8], audit: &AuditEntry) -> StoreResult<()>;
+    async fn list_webhooks(&self, account: AccountId) -> StoreResult<Vec<Webhook>>;
+    async fn get_webhook(&self, id: &str) -> StoreResult<Webhook>;
+    async fn delete_webhook(&self, id: &str, audit: &AuditEntry) -> StoreResult<()>;
+    /// Events due now, at most `limit`, each claimed until `lease_until` so that no
+    /// other node delivers it meanwhile (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
+    async fn claim_due(&self, now: Timestamp, lease_until: Timestamp, limit: u32) -> StoreResult<Vec<DueEvent>>;
+    async fn record_delivery(&self, event: &DueEvent, outcome: &DeliveryOutcome, at: Timestamp) -> StoreResult<()>;
+    async fn deliveries(&self, webhook: &str, limit: u32) -> StoreResult<Vec<WebhookDelivery>>;
+    /// Raises `token.expiring` once for each live token expiring before `horizon`.
+    async fn raise_expiring(&self, now: Timestamp, horizon: Timestamp) -> StoreResult<u64>;
 }

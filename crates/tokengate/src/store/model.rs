@@ -62,6 +62,9 @@ pub struct Instance {
     pub rules: Vec<Rule>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// When a leak report named the instance token (it is not revoked: rotate it).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub leaked_at: Option<Timestamp>,
 }
 
 /// An instance as the gateway needs it: with the digest of its token.
@@ -100,6 +103,10 @@ pub struct AuditEntry {
     pub action: String,
     pub target: String,
     pub ip: Option<String>,
+    /// What else the entry keeps (a leak report's url and source).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub detail: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -171,6 +178,38 @@ pub struct ApiToken {
     pub revoked_at: Option<Timestamp>,
     #[schema(value_type = Option<String>, format = DateTime)]
     pub last_used_at: Option<Timestamp>,
+    /// `tokengate` (issued here: prefix and checksum) or `imported` (its original text).
+    pub format: TokenFormat,
+    /// The key's id in the system it was imported from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    /// When a leak report named it (it was revoked then).
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub leaked_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenFormat {
+    Tokengate,
+    Imported,
+}
+
+impl TokenFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenFormat::Tokengate => "tokengate",
+            TokenFormat::Imported => "imported",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TokenFormat> {
+        match s {
+            "tokengate" => Some(TokenFormat::Tokengate),
+            "imported" => Some(TokenFormat::Imported),
+            _ => None,
+        }
+    }
 }
 
 /// A room app (token04); its server secret is never shown again.
@@ -209,6 +248,9 @@ pub struct OAuthClient {
     pub scopes: Vec<String>,
     #[schema(value_type = String, format = DateTime)]
     pub created_at: Timestamp,
+    /// Set when a leak report named its secret: it issues and verifies nothing since.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub disabled_at: Option<Timestamp>,
 }
 
 /// An identity provider whose JWTs an account accepts (SSO).
@@ -252,4 +294,75 @@ pub struct LoginRecord {
     /// The sealed TOTP secret, when two-factor login is on.
     pub totp_sealed: Option<Vec<u8>>,
     pub totp_last_step: i64,
+}
+
+/// An endpoint that hears of an account's token events (SPEC §15), without its secret.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Webhook {
+    pub id: String,
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
+    pub url: String,
+    pub events: Vec<String>,
+    #[schema(value_type = String, format = DateTime)]
+    pub created_at: Timestamp,
+}
+
+/// One attempt at delivering an event.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct WebhookDelivery {
+    pub id: String,
+    /// The event's id, as sent in `webhook-id` (the same on every retry).
+    pub message_id: String,
+    pub event_type: String,
+    pub attempt: u32,
+    #[schema(value_type = String, format = DateTime)]
+    pub at: Timestamp,
+    /// The receiver's status, when it answered.
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+}
+
+/// An event due for delivery, claimed by this node for a while (see
+/// [`WebhookStore::claim_due`]).
+#[derive(Debug, Clone)]
+pub struct DueEvent {
+    pub message_id: String,
+    pub webhook_id: String,
+    pub url: String,
+    pub sealed_secret: Vec<u8>,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone)]
+pub struct DeliveryOutcome {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    /// When to try again; `None` when delivered or given up.
+    pub retry_at: Option<Timestamp>,
+    pub delivered: bool,
+}
+
+/// What a leak report found for one secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeakHit {
+    /// `api_key`, `personal`, `imported`, `oauth_client`, `client_token`, `instance`, `admin`.
+    pub kind: &'static str,
+    pub target: String,
+    pub account_id: Option<AccountId>,
+    /// What changed in the gateway's state (a revocation, a disabled client).
+    pub change: Option<super::Change>,
+}
+
+/// One imported key, checked and ready to insert.
+#[derive(Debug, Clone)]
+pub struct ImportedKey {
+    pub token: ApiToken,
+    pub digest: Digest,
+    pub external_id: Option<String>,
 }

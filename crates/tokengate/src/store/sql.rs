@@ -16,11 +16,14 @@ use sqlx::{AnyPool, Row};
 use tokengate_core::{AccountId, AuditId, Digest, InstanceId, MemberId, Rule, Timestamp, TokenId};
 
 use super::*;
+pub use webhooks::EVENTS as WEBHOOK_EVENTS;
 
+mod leaks;
 mod oauth;
 mod rooms;
 mod sessions;
 mod tokens;
+mod webhooks;
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -164,7 +167,8 @@ impl SqlStore {
     /// Writes the audit entry and, on PostgreSQL, the change notice, then commits.
     pub(super) async fn finish(&self, mut tx: Tx, audit: &AuditEntry, change: Option<Change>) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO audit_log (id, account_id, at, actor, action, target, ip) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO audit_log (id, account_id, at, actor, action, target, ip, detail) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(audit.id.to_string())
         .bind(audit.account_id.map(|a| a.to_string()))
@@ -173,8 +177,12 @@ impl SqlStore {
         .bind(&audit.action)
         .bind(&audit.target)
         .bind(audit.ip.clone())
+        .bind(audit.detail.as_ref().map(serde_json::Value::to_string))
         .execute(&mut *tx)
         .await?;
+        // The events webhooks hear of are audited actions: queued in the same
+        // transaction, so that no acknowledged change loses its event.
+        self.enqueue_webhook_event(&mut tx, audit).await?;
         if let Some(change) = change {
             self.notify(&mut tx, change).await?;
         }
@@ -241,6 +249,7 @@ fn instance_row(row: &AnyRow) -> StoreResult<GatewayInstance> {
             upstream_url: row.try_get("upstream_url")?,
             rules,
             created_at: Timestamp::from_millis(row.try_get("created_at")?),
+            leaked_at: row.try_get::<Option<i64>, _>("leaked_at")?.map(Timestamp::from_millis),
         },
         token_digest: digest(&row.try_get::<Vec<u8>, _>("token_digest")?)?,
     })
@@ -275,8 +284,8 @@ fn policy_row(row: &AnyRow) -> StoreResult<AccountPolicyRecord> {
     })
 }
 
-const INSTANCE_COLUMNS: &str =
-    "SELECT id, account_id, name, upstream_url, token_digest, rules, created_at FROM instances";
+const INSTANCE_COLUMNS: &str = "SELECT id, account_id, name, upstream_url, token_digest, rules, created_at, \
+     (SELECT leaked_at FROM leaked_secrets l WHERE l.digest = instances.token_digest) AS leaked_at FROM instances";
 const POLICY_QUERY: &str = "SELECT a.id, a.ip_allowlist, s.status, s.digest, s.created_at AS st_created_at, \
      s.activated_at, s.previous_digest, s.previous_valid_until \
      FROM accounts a LEFT JOIN security_tokens s ON s.account_id = a.id";
@@ -305,6 +314,7 @@ impl AdminTokenStore for SqlStore {
             action: "admin_token.created".into(),
             target: id.to_string(),
             ip: None,
+            detail: None,
         };
         self.finish(tx, &audit, Some(Change::AdminTokens)).await
     }
@@ -625,7 +635,7 @@ impl SecurityTokenStore for SqlStore {
 impl AuditStore for SqlStore {
     async fn audit_entries(&self, account: AccountId, limit: u32) -> StoreResult<Vec<AuditEntry>> {
         let rows = sqlx::query(
-            "SELECT id, account_id, at, actor, action, target, ip FROM audit_log WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
+            "SELECT id, account_id, at, actor, action, target, ip, detail FROM audit_log WHERE account_id = $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(account.to_string())
         .bind(i64::from(limit))
@@ -641,6 +651,12 @@ impl AuditStore for SqlStore {
                     action: r.try_get("action")?,
                     target: r.try_get("target")?,
                     ip: r.try_get("ip")?,
+                    detail: r
+                        .try_get::<Option<String>, _>("detail")?
+                        .map(|d| {
+                            serde_json::from_str(&d).map_err(|e| StoreError::Corrupt(format!("audit detail: {e}")))
+                        })
+                        .transpose()?,
                 })
             })
             .collect()

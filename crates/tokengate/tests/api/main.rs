@@ -12,6 +12,8 @@ mod dashboard;
 mod edge;
 mod forward_auth;
 mod gateway;
+mod imports;
+mod leaks;
 mod multi_node;
 mod oauth;
 mod privileges;
@@ -21,6 +23,7 @@ mod security_token;
 mod sso;
 mod tls;
 mod tokens;
+mod webhooks;
 mod websocket;
 
 /// Runs an async scenario `fn(StoreKind)` once on SQLite and once on PostgreSQL.

@@ -411,7 +411,9 @@ async fn non_object_json_bodies_are_refused_everywhere() {
     let mut tried = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
-            if op["requestBody"]["content"].get("application/json").is_none() {
+            // GitHub's leak reports are a JSON array by contract, and signed: the
+            // signature is checked first (see leaks.rs).
+            if op["requestBody"]["content"].get("application/json").is_none() || path == "/v1/leaks/github" {
                 continue;
             }
             let concrete =

@@ -33,6 +33,7 @@ fn client_row(row: &AnyRow) -> StoreResult<OAuthClient> {
         name: row.try_get("name")?,
         scopes: serde_json::from_str(&scopes).map_err(|e| StoreError::Corrupt(format!("scopes: {e}")))?,
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
+        disabled_at: row.try_get::<Option<i64>, _>("disabled_at")?.map(Timestamp::from_millis),
     })
 }
 
@@ -48,7 +49,8 @@ fn issuer_row(row: &AnyRow) -> StoreResult<TrustedIssuer> {
     })
 }
 
-const CLIENT_COLUMNS: &str = "SELECT client_id, account_id, name, scopes, secret_digest, created_at FROM oauth_clients";
+const CLIENT_COLUMNS: &str =
+    "SELECT client_id, account_id, name, scopes, secret_digest, created_at, disabled_at FROM oauth_clients";
 const ISSUER_COLUMNS: &str =
     "SELECT id, account_id, issuer, jwks_uri, audience, scopes_claim, created_at FROM trusted_issuers";
 
@@ -129,7 +131,9 @@ impl OAuthStore for SqlStore {
     }
 
     async fn all_oauth_clients(&self) -> StoreResult<Vec<(OAuthClient, Digest)>> {
-        let rows = sqlx::query(CLIENT_COLUMNS).fetch_all(&self.read).await?;
+        // A client disabled by a leak report is as good as gone for the gateway.
+        let sql = format!("{CLIENT_COLUMNS} WHERE disabled_at IS NULL");
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql)).fetch_all(&self.read).await?;
         rows.iter().map(|r| Ok((client_row(r)?, digest(&r.try_get::<Vec<u8>, _>("secret_digest")?)?))).collect()
     }
 

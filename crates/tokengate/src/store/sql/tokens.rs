@@ -7,7 +7,7 @@ use sqlx::any::AnyRow;
 use tokengate_core::{Digest, Timestamp, TokenId, TokenKind};
 
 use super::{Backend, SqlStore, digest, parse_id};
-use crate::store::{ApiToken, AuditEntry, Change, RateLimit, StoreError, StoreResult, TokenStore};
+use crate::store::{ApiToken, AuditEntry, Change, RateLimit, StoreError, StoreResult, TokenFormat, TokenStore};
 
 /// Tokens per page of the bulk load.
 const PAGE: i64 = 5_000;
@@ -15,12 +15,12 @@ const PAGE: i64 = 5_000;
 /// One page of live tokens, as a JSON array of arrays, and the last id in it.
 const SQLITE_LIVE_PAGE: &str = "SELECT json_group_array(json_array(id, account_id, kind, member_id, name, hex(digest), \
      json(scopes), expires_at, json(ip_allowlist), rate_limit, rate_window_seconds, json(instance_ids), created_at, \
-     revoked_at, last_used_at)) AS page, max(id) AS last FROM (SELECT * FROM api_tokens \
+     revoked_at, last_used_at, format)) AS page, max(id) AS last FROM (SELECT * FROM api_tokens \
      WHERE (revoked_at IS NULL OR revoked_at > $1) AND (expires_at IS NULL OR expires_at > $1) AND id > $2 \
      ORDER BY id LIMIT $3) AS t";
 const POSTGRES_LIVE_PAGE: &str = "SELECT json_agg(json_build_array(id, account_id, kind, member_id, name, \
      encode(digest, 'hex'), scopes::json, expires_at, ip_allowlist::json, rate_limit, rate_window_seconds, \
-     instance_ids::json, created_at, revoked_at, last_used_at))::text AS page, max(id) AS last FROM (SELECT * FROM api_tokens \
+     instance_ids::json, created_at, revoked_at, last_used_at, format))::text AS page, max(id) AS last FROM (SELECT * FROM api_tokens \
      WHERE (revoked_at IS NULL OR revoked_at > $1) AND (expires_at IS NULL OR expires_at > $1) AND id > $2 \
      ORDER BY id LIMIT $3) AS t";
 
@@ -43,6 +43,7 @@ struct PackedToken<'a>(
     i64,
     Option<i64>,
     Option<i64>,
+    #[serde(borrow)] Cow<'a, str>,
 );
 
 impl PackedToken<'_> {
@@ -63,6 +64,7 @@ impl PackedToken<'_> {
             created,
             revoked,
             used,
+            format,
         ) = self;
         let mut bytes = [0u8; 32];
         hex::decode_to_slice(hex_digest.as_bytes(), &mut bytes).map_err(|_| StoreError::Corrupt("digest".into()))?;
@@ -80,13 +82,17 @@ impl PackedToken<'_> {
             created_at: Timestamp::from_millis(created),
             revoked_at: revoked.map(Timestamp::from_millis),
             last_used_at: used.map(Timestamp::from_millis),
+            format: TokenFormat::parse(&format).ok_or_else(|| StoreError::Corrupt(format!("format {format:?}")))?,
+            external_id: None,
+            leaked_at: None,
         };
         Ok((token, digest(&bytes)?))
     }
 }
 
-const COLUMNS: &str = "SELECT id, account_id, kind, member_id, name, digest, scopes, expires_at, ip_allowlist, \
-     rate_limit, rate_window_seconds, instance_ids, created_at, revoked_at, last_used_at FROM api_tokens";
+pub(super) const COLUMNS: &str = "SELECT id, account_id, kind, member_id, name, digest, scopes, expires_at, ip_allowlist, \
+     rate_limit, rate_window_seconds, instance_ids, created_at, revoked_at, last_used_at, format, external_id, \
+     (SELECT leaked_at FROM leaked_secrets l WHERE l.digest = api_tokens.digest) AS leaked_at FROM api_tokens";
 
 fn json<T: serde::de::DeserializeOwned>(row: &AnyRow, column: &'static str) -> StoreResult<T> {
     let text: String = row.try_get(column)?;
@@ -97,7 +103,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> StoreResult<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-fn token_row(row: &AnyRow) -> StoreResult<(ApiToken, Digest)> {
+pub(super) fn token_row(row: &AnyRow) -> StoreResult<(ApiToken, Digest)> {
     let kind: String = row.try_get("kind")?;
     let rate_limit =
         match (row.try_get::<Option<i64>, _>("rate_limit")?, row.try_get::<Option<i64>, _>("rate_window_seconds")?) {
@@ -124,16 +130,25 @@ fn token_row(row: &AnyRow) -> StoreResult<(ApiToken, Digest)> {
         created_at: Timestamp::from_millis(row.try_get("created_at")?),
         revoked_at: ts("revoked_at")?,
         last_used_at: ts("last_used_at")?,
+        format: {
+            let format: String = row.try_get("format")?;
+            TokenFormat::parse(&format).ok_or_else(|| StoreError::Corrupt(format!("format {format:?}")))?
+        },
+        external_id: row.try_get("external_id")?,
+        leaked_at: ts("leaked_at")?,
     };
     Ok((token, digest(&row.try_get::<Vec<u8>, _>("digest")?)?))
 }
 
 impl SqlStore {
-    async fn insert_token(&self, tx: &mut super::Tx, token: &ApiToken, digest: Digest) -> StoreResult<()> {
-        sqlx::query(
+    /// Inserts a token; `false` when one with the same digest exists already (an
+    /// import's duplicate; a generated secret never collides).
+    pub(super) async fn insert_token(&self, tx: &mut super::Tx, token: &ApiToken, digest: Digest) -> StoreResult<bool> {
+        let done = sqlx::query(
             "INSERT INTO api_tokens (id, account_id, kind, member_id, name, digest, scopes, expires_at, ip_allowlist, \
-             rate_limit, rate_window_seconds, instance_ids, created_at, revoked_at, last_used_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL)",
+             rate_limit, rate_window_seconds, instance_ids, created_at, revoked_at, last_used_at, format, external_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, NULL, NULL, $14, $15) \
+             ON CONFLICT (digest) DO NOTHING",
         )
         .bind(token.id.to_string())
         .bind(token.account_id.to_string())
@@ -148,9 +163,11 @@ impl SqlStore {
         .bind(token.rate_limit.map(|r| i64::from(r.window_seconds)))
         .bind(to_json(&token.instance_ids)?)
         .bind(token.created_at.as_millis())
+        .bind(token.format.as_str())
+        .bind(token.external_id.clone())
         .execute(&mut **tx)
         .await?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 }
 
@@ -170,7 +187,9 @@ impl TokenStore for SqlStore {
         .bind(token.account_id.to_string())
         .bind(token.created_at.as_millis());
         self.within_quota(&mut tx, token.account_id, count, max_live, "live tokens").await?;
-        self.insert_token(&mut tx, token, digest).await?;
+        if !self.insert_token(&mut tx, token, digest).await? {
+            return Err(StoreError::Conflict("a token with this secret exists"));
+        }
         self.finish(tx, audit, Some(Change::Token(token.id))).await
     }
 
@@ -211,7 +230,9 @@ impl TokenStore for SqlStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::Conflict("the token is revoked, expired or already rotated"));
         }
-        self.insert_token(&mut tx, new, digest).await?;
+        if !self.insert_token(&mut tx, new, digest).await? {
+            return Err(StoreError::Conflict("a token with this secret exists"));
+        }
         self.notify(&mut tx, Change::Token(old)).await?;
         self.finish(tx, audit, Some(Change::Token(new.id))).await
     }

@@ -1,0 +1,184 @@
+//! Leak reports and imported keys in SQL (SPEC §15).
+
+use sqlx::Row;
+use tokengate_core::{AccountId, Digest, Timestamp, TokenId};
+
+use super::{Backend, SqlStore, parse_id};
+use crate::store::{ApiToken, AuditEntry, Change, ImportStore, ImportedKey, LeakHit, LeakStore, StoreResult};
+
+impl SqlStore {
+    /// Which secret has this digest: (kind, target id, account, live API token?).
+    async fn find_secret(
+        &self,
+        tx: &mut super::Tx,
+        digest: &[u8],
+        now: i64,
+    ) -> StoreResult<Option<(&'static str, String, Option<String>, bool)>> {
+        let token = sqlx::query(
+            "SELECT id, account_id, kind, format, \
+             CASE WHEN (revoked_at IS NULL OR revoked_at > $2) AND (expires_at IS NULL OR expires_at > $2) \
+             THEN 1 ELSE 0 END AS live FROM api_tokens WHERE digest = $1",
+        )
+        .bind(digest.to_vec())
+        .bind(now)
+        .fetch_optional(&mut **tx)
+        .await?;
+        if let Some(row) = token {
+            let kind = match (row.try_get::<String, _>("format")?.as_str(), row.try_get::<String, _>("kind")?.as_str())
+            {
+                ("imported", _) => "imported",
+                (_, "personal") => "personal",
+                _ => "api_key",
+            };
+            let live = row.try_get::<i64, _>("live")? == 1;
+            return Ok(Some((kind, row.try_get("id")?, Some(row.try_get("account_id")?), live)));
+        }
+        let lookups: [(&'static str, &str); 4] = [
+            ("oauth_client", "SELECT client_id AS id, account_id FROM oauth_clients WHERE secret_digest = $1"),
+            (
+                "client_token",
+                "SELECT account_id AS id, account_id FROM security_tokens WHERE digest = $1 OR previous_digest = $1",
+            ),
+            ("instance", "SELECT id, account_id FROM instances WHERE token_digest = $1"),
+            ("admin", "SELECT id, NULL AS account_id FROM admin_tokens WHERE digest = $1"),
+        ];
+        for (kind, sql) in lookups {
+            if let Some(row) = sqlx::query(sql).bind(digest.to_vec()).fetch_optional(&mut **tx).await? {
+                return Ok(Some((kind, row.try_get("id")?, row.try_get("account_id")?, false)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl LeakStore for SqlStore {
+    async fn report_leak(&self, digest: Digest, audit: &AuditEntry) -> StoreResult<Option<LeakHit>> {
+        let mut tx = self.begin().await?;
+        let at = audit.at.as_millis();
+        let Some((kind, target, account, live)) = self.find_secret(&mut tx, &digest.0, at).await? else {
+            return Ok(None);
+        };
+        let account_id: Option<AccountId> = account.as_deref().map(parse_id).transpose()?;
+        let mut change = None;
+        match kind {
+            "api_key" | "personal" | "imported" if live => {
+                // Guarded: of two reports racing for one key, one revokes it.
+                let done = sqlx::query(
+                    "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND (revoked_at IS NULL OR revoked_at > $1)",
+                )
+                .bind(at)
+                .bind(&target)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() > 0 {
+                    change = Some(Change::Token(parse_id::<TokenId>(&target)?));
+                }
+            }
+            "oauth_client" => {
+                let done = sqlx::query(
+                    "UPDATE oauth_clients SET disabled_at = $1 WHERE client_id = $2 AND disabled_at IS NULL",
+                )
+                .bind(at)
+                .bind(&target)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() > 0 {
+                    change = Some(Change::OAuthClients);
+                }
+            }
+            _ => {}
+        }
+        let detail = audit.detail.as_ref();
+        let text = |key: &str| detail.and_then(|d| d.get(key)).and_then(|v| v.as_str()).map(str::to_string);
+        let recorded = sqlx::query(
+            "INSERT INTO leaked_secrets (digest, kind, target, account_id, leaked_at, url, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest.0.to_vec())
+        .bind(kind)
+        .bind(&target)
+        .bind(account.clone())
+        .bind(at)
+        .bind(text("url"))
+        .bind(text("source"))
+        .execute(&mut *tx)
+        .await?;
+        let hit = LeakHit { kind, target: target.clone(), account_id, change };
+        if recorded.rows_affected() == 0 && change.is_none() {
+            // Reported before and nothing left to do: no second audit entry.
+            tx.commit().await?;
+            return Ok(Some(hit));
+        }
+        let audit = AuditEntry { account_id, target, ..audit.clone() };
+        self.finish(tx, &audit, change).await?;
+        Ok(Some(hit))
+    }
+
+    async fn leaked_at(&self, digest: Digest) -> StoreResult<Option<Timestamp>> {
+        let row = sqlx::query("SELECT leaked_at FROM leaked_secrets WHERE digest = $1")
+            .bind(digest.0.to_vec())
+            .fetch_optional(&self.read)
+            .await?;
+        Ok(row.map(|r| r.try_get::<i64, _>("leaked_at")).transpose()?.map(Timestamp::from_millis))
+    }
+}
+
+impl ImportStore for SqlStore {
+    async fn import_tokens(
+        &self,
+        account: AccountId,
+        keys: &[ImportedKey],
+        audit: &AuditEntry,
+        max_live: u64,
+    ) -> StoreResult<Vec<bool>> {
+        let (Some(first), Some(last)) = (keys.first(), keys.last()) else { return Ok(Vec::new()) };
+        let mut tx = self.begin().await?;
+        let now = audit.at.as_millis();
+        let count = sqlx::query(
+            "SELECT count(*) AS n FROM api_tokens WHERE account_id = $1 \
+             AND (revoked_at IS NULL OR revoked_at > $2) AND (expires_at IS NULL OR expires_at > $2)",
+        )
+        .bind(account.to_string())
+        .bind(now);
+        let room = max_live.saturating_sub(u64::try_from(keys.len()).unwrap_or(u64::MAX).saturating_sub(1));
+        self.within_quota(&mut tx, account, count, room, "live tokens").await?;
+        let mut inserted = Vec::with_capacity(keys.len());
+        for key in keys {
+            let mut token: ApiToken = key.token.clone();
+            token.external_id.clone_from(&key.external_id);
+            inserted.push(self.insert_token(&mut tx, &token, key.digest).await?);
+        }
+        let change = Change::TokenBatch { account, first: first.token.id, last: last.token.id };
+        self.finish(tx, audit, Some(change)).await?;
+        Ok(inserted)
+    }
+
+    async fn live_tokens_between(
+        &self,
+        account: AccountId,
+        first: TokenId,
+        last: TokenId,
+    ) -> StoreResult<Vec<(ApiToken, Digest)>> {
+        let sql = format!(
+            "{} WHERE account_id = $1 AND id >= $2 AND id <= $3 AND (revoked_at IS NULL OR revoked_at > $4) \
+             AND (expires_at IS NULL OR expires_at > $4)",
+            super::tokens::COLUMNS
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(account.to_string())
+            .bind(first.to_string())
+            .bind(last.to_string())
+            .bind(Timestamp::now().as_millis())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(super::tokens::token_row).collect()
+    }
+}
+
+/// Whether the backend can skip rows other transactions have locked.
+pub(super) fn skip_locked(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => " FOR UPDATE OF o SKIP LOCKED",
+        Backend::Sqlite => "",
+    }
+}
