@@ -35,12 +35,19 @@ fn nice_ceiling(n: u64) -> u64 {
     }
 }
 
+/// The y axis's step: the smallest 1, 2 or 5 × 10ⁿ with four steps reaching `max`, so
+/// that every label is a whole number and the labels are evenly spaced.
+fn axis_step(max: u64) -> u64 {
+    nice_ceiling(max.div_ceil(4))
+}
+
 /// A stacked bar chart; `x_labels` names each bar (every third is printed).
 pub fn stacked_bars(title: &str, x_labels: &[String], series: &[Series<'_>], y_unit: &str, x_unit: &str) -> String {
     let bars = x_labels.len().max(1);
     let totals: Vec<u64> =
         (0..bars).map(|i| series.iter().map(|s| s.values.get(i).copied().unwrap_or(0)).sum()).collect();
-    let top = nice_ceiling(totals.iter().copied().max().unwrap_or(0));
+    let step = axis_step(totals.iter().copied().max().unwrap_or(0));
+    let top = step.saturating_mul(4);
     let plot_w = WIDTH - LEFT - RIGHT;
     let plot_h = HEIGHT - TOP - BOTTOM;
     let slot = f64::from(plot_w) / bars as f64;
@@ -53,9 +60,9 @@ pub fn stacked_bars(title: &str, x_labels: &[String], series: &[Series<'_>], y_u
         r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{}" font-family="system-ui, sans-serif" font-size="11">"#,
         escape(title)
     );
-    // Grid lines and y labels.
+    // Grid lines and y labels: five evenly spaced whole numbers.
     for i in 0..=4u64 {
-        let value = top * i / 4;
+        let value = step.saturating_mul(i);
         let yy = y(value);
         let _ = write!(
             svg,
@@ -142,6 +149,18 @@ mod tests {
     }
 
     #[test]
+    fn axis_steps_are_even_and_reach_the_maximum() {
+        for max in 0..=10_000u64 {
+            let step = axis_step(max);
+            assert!(step * 4 >= max, "{max}");
+            assert!(step == 1 || step * 4 < max * 3, "{max}: the axis is not needlessly tall");
+        }
+        assert_eq!(axis_step(4), 1);
+        assert_eq!(axis_step(7), 2);
+        assert_eq!(axis_step(11), 5);
+    }
+
+    #[test]
     fn bars_legend_axes_and_escaping() {
         let labels: Vec<String> = (0..6).map(|h| format!("{h:02}h")).collect();
         let svg = stacked_bars(
@@ -156,7 +175,14 @@ mod tests {
         );
         assert!(svg.starts_with("<svg") && svg.ends_with("</svg>"));
         assert_eq!(svg.matches("<rect").count(), 4 + 2, "four bars and two legend swatches");
-        assert!(svg.contains(">5</text>"), "y axis up to 5");
+        let ticks: Vec<&str> = svg
+            .match_indices("text-anchor=\"end\" fill=\"#5b6475\">")
+            .map(|(i, m)| {
+                let rest = &svg[i + m.len()..];
+                &rest[..rest.find('<').unwrap()]
+            })
+            .collect();
+        assert_eq!(ticks, ["0", "1", "2", "3", "4"], "a maximum of 4: no label skipped");
         assert!(svg.contains("missing &amp; &lt;x&gt;") && !svg.contains("<x>"));
         assert!(svg.contains("hour (UTC)") && svg.contains(">00h<"));
     }

@@ -56,7 +56,8 @@ pub const TOKEN_REVOKE: &str = "/dashboard/tokens/{id}/revoke";
 pub const TOKEN_ROTATE: &str = "/dashboard/tokens/{id}/rotate";
 pub const MEMBER_REMOVE: &str = "/dashboard/members/{id}/remove";
 pub const OAUTH_CLIENT_DELETE: &str = "/dashboard/oauth-clients/{id}/delete";
-pub const ROUTES_WITH_IDS: [&str; 4] = [TOKEN_REVOKE, TOKEN_ROTATE, MEMBER_REMOVE, OAUTH_CLIENT_DELETE];
+pub const WEBHOOK_DELETE: &str = "/dashboard/webhooks/{id}/delete";
+pub const ROUTES_WITH_IDS: [&str; 5] = [TOKEN_REVOKE, TOKEN_ROTATE, MEMBER_REMOVE, OAUTH_CLIENT_DELETE, WEBHOOK_DELETE];
 
 pub fn router(services: Services) -> Router {
     let secure_cookies = services.config.cookie_secure
@@ -86,6 +87,8 @@ pub fn router(services: Services) -> Router {
         .route(MEMBER_REMOVE, post(pages::delete_member))
         .route("/dashboard/oauth-clients", get(pages::oauth_clients).post(pages::create_oauth_client))
         .route(OAUTH_CLIENT_DELETE, post(pages::delete_oauth_client))
+        .route("/dashboard/webhooks", get(pages::webhooks).post(pages::create_webhook))
+        .route(WEBHOOK_DELETE, post(pages::delete_webhook))
         .route("/dashboard/usage", get(pages::usage))
         .route("/dashboard/audit", get(pages::audit))
         .route("/dashboard/2fa", get(login::twofa))

@@ -673,6 +673,94 @@ pub async fn delete_oauth_client(
 }
 
 #[derive(Template, WebTemplate)]
+#[template(path = "webhooks.html")]
+pub struct WebhooksPage {
+    page: Page,
+    shown_once: Option<String>,
+    /// Every event, and whether the form ticks it by default.
+    events: Vec<&'static str>,
+    rows: Vec<WebhookRow>,
+}
+
+pub struct WebhookRow {
+    id: String,
+    url: String,
+    events: String,
+    created: String,
+    /// Recent deliveries: (when, event, attempt, status or error).
+    deliveries: Vec<(String, String, u32, String)>,
+}
+
+async fn webhooks_page(state: &DashState, user: &SessionUser, secret: Option<String>) -> Result<Response, DashError> {
+    let lang = user.lang;
+    let list = state.services.list_webhooks(user.member.account_id).await.map_err(|e| DashError::service(e, lang))?;
+    let mut rows = Vec::with_capacity(list.len());
+    for w in list {
+        let deliveries = state.services.webhook_deliveries(&w.id).await.map_err(|e| DashError::service(e, lang))?;
+        let deliveries = deliveries
+            .into_iter()
+            .take(5)
+            .map(|d| {
+                let outcome = match (d.status, d.error) {
+                    (Some(status), None) => status.to_string(),
+                    (Some(status), Some(_)) => status.to_string(),
+                    (None, Some(error)) => error,
+                    (None, None) => String::new(),
+                };
+                (show(Some(d.at), lang), d.event_type, d.attempt, outcome)
+            })
+            .collect();
+        rows.push(WebhookRow {
+            id: w.id,
+            url: w.url,
+            events: w.events.join(" "),
+            created: show(Some(w.created_at), lang),
+            deliveries,
+        });
+    }
+    let page = Page::for_user(user, "webhooks", "/dashboard/webhooks");
+    let events = crate::service::webhooks::WEBHOOK_EVENTS.to_vec();
+    Ok(WebhooksPage { page, shown_once: secret, events, rows }.into_response())
+}
+
+pub async fn webhooks(State(state): State<DashState>, user: SessionUser) -> Result<Response, DashError> {
+    webhooks_page(&state, &user, None).await
+}
+
+/// The form's fields: `url`, then one `events` field per ticked box.
+pub async fn create_webhook(
+    State(state): State<DashState>,
+    user: SessionUser,
+    body: axum::body::Bytes,
+) -> Result<Response, DashError> {
+    let pairs: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default();
+    user.check_csrf(&field("csrf"))?;
+    user.authorize(&Action::ManageWebhooks(user.member.account_id))?;
+    let events = pairs.iter().filter(|(k, _)| k == "events").map(|(_, v)| v.clone()).collect();
+    let new = crate::service::NewWebhook { url: field("url"), events };
+    let (_, secret) = state
+        .services
+        .create_webhook(&user.actor(), user.member.account_id, new)
+        .await
+        .map_err(|e| DashError::service(e, user.lang))?;
+    webhooks_page(&state, &user, Some(secret.expose_secret().to_string())).await
+}
+
+pub async fn delete_webhook(
+    State(state): State<DashState>,
+    user: SessionUser,
+    Path(id): Path<String>,
+    f: Result<Form<CsrfForm>, FormRejection>,
+) -> Result<Response, DashError> {
+    checked_form(f, &user)?;
+    let webhook = state.services.webhook(&id).await.map_err(|_| DashError::NotFound(user.lang))?;
+    user.authorize(&Action::ManageWebhooks(webhook.account_id))?;
+    state.services.delete_webhook(&user.actor(), &id).await.map_err(|e| DashError::service(e, user.lang))?;
+    webhooks_page(&state, &user, None).await
+}
+
+#[derive(Template, WebTemplate)]
 #[template(path = "usage.html")]
 pub struct UsagePage {
     page: Page,

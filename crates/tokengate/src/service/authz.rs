@@ -52,6 +52,8 @@ pub enum Action<'a> {
     ManageToken(&'a ApiToken),
     /// Delete an OAuth client of this account.
     ManageOAuthClient(AccountId),
+    /// Add or delete a webhook of this account (it hears of every token event).
+    ManageWebhooks(AccountId),
     /// Turn one's own two-factor login on or off.
     ManageOwnTwoFactor,
 }
@@ -138,6 +140,12 @@ impl MemberCaller {
                     return Err(Refusal::NotFound);
                 }
                 forbidden_unless(self.role != Role::Viewer)
+            }
+            Action::ManageWebhooks(account) => {
+                if *account != self.account_id {
+                    return Err(Refusal::NotFound);
+                }
+                forbidden_unless(self.is_manager())
             }
             Action::ManageOwnTwoFactor => Ok(()),
         }

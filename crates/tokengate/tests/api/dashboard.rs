@@ -233,6 +233,32 @@ async fn security_tab_flow_in_a_real_browser() {
         .unwrap();
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
 
+    // Webhooks: add one (secret shown once), see its deliveries, delete it.
+    browser.client.goto(&app.url("/dashboard/webhooks")).await.unwrap();
+    browser.fill("#webhook-url", &format!("{}/hook", app.upstream.url())).await;
+    browser.click("#webhook-create").await;
+    let secret = browser.text("#new-token").await;
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    app.create_token(&acc, json!({"name": "hooked", "kind": "api_key", "scopes": ["messages:send"]})).await;
+    let mut deliveries = String::new();
+    for _ in 0..100 {
+        browser.client.goto(&app.url("/dashboard/webhooks")).await.unwrap();
+        deliveries = browser.text("#webhooks").await;
+        if deliveries.contains("token.created") && deliveries.contains("200") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(deliveries.contains("token.created") && deliveries.contains("200"), "{deliveries}");
+    assert!(!deliveries.contains(&secret), "the secret is shown once");
+    browser.screenshot("webhooks").await;
+    let seen = app.upstream.last();
+    assert_eq!(seen.path_and_query, "/hook");
+    assert!(seen.headers["webhook-signature"].to_str().unwrap().starts_with("v1,"));
+    browser.click("#webhooks button.delete-webhook").await;
+    browser.client.wait().for_element(Locator::Css("#webhooks")).await.unwrap();
+    assert!(!browser.text("#webhooks").await.contains("/hook"));
+
     // The other pages render, with the charts and the audit trail.
     for (path, shot, marker) in [
         ("/dashboard/usage", "usage", "#usage-allowed"),

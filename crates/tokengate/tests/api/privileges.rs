@@ -132,6 +132,10 @@ async fn members_cannot_reach_another_accounts_ids() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let b_client = client["client_id"].as_str().unwrap().to_string();
+    let body = json!({"url": "https://hooks.example.com/b", "events": ["token.created"]});
+    let (s, hook) = app.admin(Method::POST, &format!("/v1/accounts/{b}/webhooks"), Some(body)).await;
+    assert_eq!(s, StatusCode::CREATED, "{hook}");
+    let b_hook = hook["id"].as_str().unwrap().to_string();
     let (owner_a, _) = Visitor::login(&app, "owner-a@example.com", PASSWORD).await;
 
     for route in tokengate::dashboard::ROUTES_WITH_IDS {
@@ -139,6 +143,8 @@ async fn members_cannot_reach_another_accounts_ids() {
             &b_token
         } else if route.contains("/members/") {
             &b_member
+        } else if route.contains("/webhooks/") {
+            &b_hook
         } else {
             &b_client
         };
@@ -153,6 +159,7 @@ async fn members_cannot_reach_another_accounts_ids() {
     assert_eq!(count(&app, &format!("/v1/accounts/{b}/tokens")).await, 1, "not rotated");
     assert_eq!(count(&app, &format!("/v1/accounts/{b}/members")).await, 1);
     assert_eq!(count(&app, &format!("/v1/accounts/{b}/oauth-clients")).await, 1);
+    assert_eq!(count(&app, &format!("/v1/accounts/{b}/webhooks")).await, 1);
 }
 
 /// Another account's tokens, whatever their state, are answered byte for byte like a
