@@ -86,6 +86,34 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Manage an account's members (dashboard users).
+    Members {
+        #[command(subcommand)]
+        command: crate::admin_commands::MembersCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Manage webhooks and see their deliveries.
+    Webhooks {
+        #[command(subcommand)]
+        command: crate::admin_commands::WebhooksCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// An account's usage counts and audit log.
+    Reports {
+        #[command(subcommand)]
+        command: crate::admin_commands::ReportsCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Report leaked tokens (read one per line from standard input).
+    Leaks {
+        #[command(subcommand)]
+        command: crate::admin_commands::LeaksCommand,
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 /// Where the store is. Flags override `TOKENGATE_*` variables, which override the file.
@@ -174,6 +202,15 @@ pub enum AccountsCommand {
     },
     /// List accounts.
     List,
+    /// Show one account.
+    Show { id: String },
+    /// Set the account's IP allowlist (no --cidr: turn it off).
+    SetIpAllowlist {
+        id: String,
+        /// A CIDR (repeat for more).
+        #[arg(long = "cidr")]
+        cidrs: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -192,6 +229,21 @@ pub enum InstancesCommand {
         #[arg(long)]
         account: String,
     },
+    /// Show one instance.
+    Show { id: String },
+    /// Change an instance's name, upstream or route rules.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        upstream_url: Option<String>,
+        /// A JSON file with the route rules (`[{"methods", "path", "scopes"}]`).
+        #[arg(long)]
+        rules_file: Option<PathBuf>,
+    },
+    /// Delete an instance (its token stops working at once).
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -258,6 +310,15 @@ pub enum TokensCommand {
     Verify {
         #[arg(long = "scope")]
         scopes: Vec<String>,
+    },
+    /// A token's allowed and rejected requests over time.
+    Usage {
+        id: String,
+        /// RFC 3339 time or Unix seconds (default: 24 hours ago).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long)]
+        bucket_seconds: Option<u64>,
     },
 }
 
@@ -336,6 +397,18 @@ pub enum RoomAppsCommand {
         #[arg(long)]
         app_id: u32,
     },
+    /// List an account's room apps (never their secrets).
+    List {
+        #[arg(long)]
+        account: String,
+    },
+    /// Delete a room app: its room tokens stop verifying.
+    Delete {
+        #[arg(long)]
+        account: String,
+        #[arg(long)]
+        app_id: u32,
+    },
 }
 
 #[derive(Subcommand)]
@@ -390,6 +463,14 @@ pub async fn room_apps(command: RoomAppsCommand, remote: Remote) -> anyhow::Resu
             let secret = secret_input("TOKENGATE_ROOM_SECRET")?;
             let app = client.create_room_app(&account, app_id, &secret).await?;
             remote.print(&app, || format!("room app {app_id} created"))
+        }
+        RoomAppsCommand::List { account } => {
+            let path = format!("/v1/accounts/{account}/room-apps");
+            crate::admin_commands::show(&client, &remote, reqwest::Method::GET, &path, None).await
+        }
+        RoomAppsCommand::Delete { account, app_id } => {
+            let path = format!("/v1/accounts/{account}/room-apps/{app_id}");
+            crate::admin_commands::show(&client, &remote, reqwest::Method::DELETE, &path, None).await
         }
     }
 }
@@ -549,17 +630,22 @@ pub enum SecurityTokenCommand {
         #[arg(long, default_value_t = 0)]
         grace_seconds: u64,
     },
+    /// Delete the account's security token (it is no longer required).
+    Delete {
+        #[arg(long)]
+        account: String,
+    },
 }
 
 impl Remote {
-    fn client(&self) -> anyhow::Result<AdminClient> {
+    pub(crate) fn client(&self) -> anyhow::Result<AdminClient> {
         let token = self.admin_token.clone().ok_or_else(|| {
             anyhow::anyhow!("an admin token is needed: set TOKENGATE_ADMIN_TOKEN or pass --admin-token")
         })?;
         Ok(AdminClient::new(&self.url, SecretString::from(token))?)
     }
 
-    fn print<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
+    pub(crate) fn print<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) -> anyhow::Result<()> {
         if self.json {
             println!("{}", serde_json::to_string_pretty(value)?);
         } else {
@@ -579,6 +665,15 @@ pub async fn accounts(command: AccountsCommand, remote: Remote) -> anyhow::Resul
         AccountsCommand::List => {
             let list = client.list_accounts().await?;
             remote.print(&list, || list.iter().map(|a| format!("{}  {}", a.id, a.name)).collect::<Vec<_>>().join("\n"))
+        }
+        AccountsCommand::Show { id } => {
+            crate::admin_commands::show(&client, &remote, reqwest::Method::GET, &format!("/v1/accounts/{id}"), None)
+                .await
+        }
+        AccountsCommand::SetIpAllowlist { id, cidrs } => {
+            let body = Some(serde_json::json!({ "cidrs": cidrs }));
+            let path = format!("/v1/accounts/{id}/ip-allowlist");
+            crate::admin_commands::show(&client, &remote, reqwest::Method::PUT, &path, body).await
         }
     }
 }
@@ -603,6 +698,30 @@ pub async fn instances(command: InstancesCommand, remote: Remote) -> anyhow::Res
             remote.print(&list, || {
                 list.iter().map(|i| format!("{}  {}  {}", i.id, i.name, i.upstream_url)).collect::<Vec<_>>().join("\n")
             })
+        }
+        InstancesCommand::Show { id } => {
+            crate::admin_commands::show(&client, &remote, reqwest::Method::GET, &format!("/v1/instances/{id}"), None)
+                .await
+        }
+        InstancesCommand::Update { id, name, upstream_url, rules_file } => {
+            let mut patch = serde_json::Map::new();
+            if let Some(n) = name {
+                patch.insert("name".into(), n.into());
+            }
+            if let Some(u) = upstream_url {
+                patch.insert("upstream_url".into(), u.into());
+            }
+            if let Some(file) = rules_file {
+                let text = std::fs::read_to_string(&file)?;
+                patch.insert("rules".into(), serde_json::from_str(&text)?);
+            }
+            let body = Some(serde_json::Value::Object(patch));
+            crate::admin_commands::show(&client, &remote, reqwest::Method::PATCH, &format!("/v1/instances/{id}"), body)
+                .await
+        }
+        InstancesCommand::Delete { id } => {
+            crate::admin_commands::show(&client, &remote, reqwest::Method::DELETE, &format!("/v1/instances/{id}"), None)
+                .await
         }
     }
 }
@@ -765,6 +884,10 @@ pub async fn tokens(command: TokensCommand, remote: Remote) -> anyhow::Result<()
             client.revoke_token(&id).await?;
             remote.print(&serde_json::json!({ "revoked": id }), || format!("token {id} revoked"))
         }
+        TokensCommand::Usage { id, since, bucket_seconds } => {
+            let path = crate::admin_commands::with_query(&format!("/v1/tokens/{id}/usage"), since, bucket_seconds);
+            crate::admin_commands::show(&client, &remote, reqwest::Method::GET, &path, None).await
+        }
         TokensCommand::Verify { scopes } => {
             let token = secret_input("TOKENGATE_VERIFY_TOKEN")?;
             let v = client.verify(&token, &scopes).await?;
@@ -803,6 +926,10 @@ fn describe(t: &SecurityToken) -> String {
 pub async fn security_token(command: SecurityTokenCommand, remote: Remote) -> anyhow::Result<()> {
     let client = remote.client()?;
     let result = match command {
+        SecurityTokenCommand::Delete { account } => {
+            let path = format!("/v1/accounts/{account}/security-token");
+            return crate::admin_commands::show(&client, &remote, reqwest::Method::DELETE, &path, None).await;
+        }
         SecurityTokenCommand::Generate { account } => client.generate_security_token(&account).await?,
         SecurityTokenCommand::Status { account } => client.security_token(&account).await?,
         SecurityTokenCommand::Activate { account } => client.activate_security_token(&account).await?,

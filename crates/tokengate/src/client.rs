@@ -10,6 +10,8 @@ pub enum ClientError {
     Api { status: u16, message: String },
     #[error("cannot reach the server: {0}")]
     Transport(#[from] reqwest::Error),
+    #[error("the server's answer is not JSON: {0}")]
+    Decode(#[from] serde_json::Error),
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,6 +154,18 @@ impl AdminClient {
             return Err(ClientError::Api { status: status.as_u16(), message });
         }
         Ok(response)
+    }
+
+    /// Any admin route: its JSON answer (`null` for an empty one, e.g. `204`).
+    pub async fn call_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let response = self.call(method, path, body).await?;
+        let text = response.text().await?;
+        Ok(if text.trim().is_empty() { serde_json::Value::Null } else { serde_json::from_str(&text)? })
     }
 
     /// `POST /v1/accounts/{acc}/tokens/import` with NDJSON lines; the summary.

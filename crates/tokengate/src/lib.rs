@@ -5,6 +5,7 @@
 //! [`usage`] (counters) → [`gateway`] (the request pipeline) and [`service`] (admin
 //! operations) → [`api`] (HTTP) → [`server`] (start-up and accept loop) → [`cli`].
 
+pub mod admin_commands;
 pub mod api;
 pub mod cli;
 pub mod client;

@@ -35,6 +35,7 @@ impl ApiError {
     fn code(&self) -> Option<&'static str> {
         match self {
             ApiError::Service(ServiceError::QuotaExceeded(_)) => Some("quota_exceeded"),
+            ApiError::Service(ServiceError::Store(StoreError::Backend(_))) => Some("store_unavailable"),
             _ => None,
         }
     }

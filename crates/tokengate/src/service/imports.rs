@@ -11,7 +11,7 @@ use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
 use crate::store::{ApiToken, ImportStore, ImportedKey, StoreError, TokenFormat};
 
 /// Lines per transaction.
-pub const BATCH: usize = 1000;
+pub const BATCH: usize = 5000;
 /// The longest line read; longer ones are reported and skipped.
 pub const MAX_LINE: usize = 16 * 1024;
 
@@ -50,6 +50,8 @@ pub struct Importer<'a> {
     account: AccountId,
     now: Timestamp,
     pending: Vec<(u64, ImportedKey)>,
+    /// The account's live tokens after the last batch stored.
+    live: Option<u64>,
     pub summary: ImportSummary,
 }
 
@@ -134,6 +136,7 @@ impl<'a> Importer<'a> {
             account,
             now: Timestamp::now(),
             pending: Vec::with_capacity(BATCH),
+            live: None,
             summary: ImportSummary::default(),
         })
     }
@@ -174,8 +177,9 @@ impl<'a> Importer<'a> {
         let mut audit = self.actor.audit(Some(self.account), "tokens.imported", self.account);
         audit.detail = Some(serde_json::json!({ "lines": keys.len() }));
         let max = self.services.config.max_tokens_per_account;
-        match self.services.store.import_tokens(self.account, &keys, &audit, max).await {
-            Ok(inserted) => {
+        match self.services.store.import_tokens(self.account, &keys, &audit, max, self.live).await {
+            Ok((inserted, live)) => {
+                self.live = Some(live);
                 for done in &inserted {
                     if *done {
                         self.summary.imported += 1;

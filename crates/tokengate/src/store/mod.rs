@@ -347,14 +347,18 @@ pub trait LeakStore {
 pub trait ImportStore {
     /// Inserts a batch in one transaction, within the account's quota of live tokens;
     /// returns, per key, whether it was inserted (`false`: a key with that digest
-    /// exists). Writes one audit entry for the batch and one change notice.
+    /// exists), and the account's live tokens after it. `live_before` is that count as
+    /// a previous batch of the same import left it (counted here, exactly, when `None`:
+    /// counting a million rows per batch would make an import quadratic). Writes one
+    /// audit entry for the batch and one change notice.
     async fn import_tokens(
         &self,
         account: AccountId,
         keys: &[ImportedKey],
         audit: &AuditEntry,
         max_live: u64,
-    ) -> StoreResult<Vec<bool>>;
+        live_before: Option<u64>,
+    ) -> StoreResult<(Vec<bool>, u64)>;
     /// The live tokens of an account with ids from `first` to `last` (an import batch).
     async fn live_tokens_between(
         &self,

@@ -93,7 +93,9 @@ impl SqlStore {
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(16)
-                    .acquire_timeout(Duration::from_secs(5))
+                    // With the server unreachable an admin write fails within a second
+                    // (503 store_unavailable) instead of holding its caller for long.
+                    .acquire_timeout(Duration::from_millis(800))
                     .connect(url)
                     .await?;
                 (pool.clone(), pool)

@@ -9,6 +9,7 @@ mod helpers;
 mod admin_api;
 mod corpus;
 mod dashboard;
+mod drills;
 mod edge;
 mod forward_auth;
 mod gateway;

@@ -610,3 +610,58 @@ async fn the_cli_drives_the_security_token_flow() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("admin token"));
 }
+
+/// Every admin route of the OpenAPI document has a CLI command, and the command exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_route_has_a_cli_command() {
+    let app = crate::helpers::TestApp::spawn(StoreKind::Sqlite).await;
+    let doc: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let covered = tokengate::admin_commands::ROUTES;
+    let mut seen = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        // Protocol endpoints for other programs, not operators.
+        if path.starts_with("/oauth/") || path == "/v1/leaks/github" {
+            continue;
+        }
+        for method in item.as_object().unwrap().keys() {
+            let command = covered
+                .iter()
+                .find(|(m, p, _)| m == method && p == path)
+                .map(|(_, _, c)| *c)
+                .unwrap_or_else(|| panic!("no CLI command for {method} {path}"));
+            let out = Command::new(binary()).args(command.split(' ')).arg("--help").output().unwrap();
+            assert!(out.status.success(), "`tokengate {command} --help`: {}", String::from_utf8_lossy(&out.stderr));
+            seen += 1;
+        }
+    }
+    assert!(seen >= 45, "{seen} routes checked");
+    // And one of the new commands end to end.
+    let account = app.create_account("cli").await;
+    let out = Command::new(binary())
+        .args([
+            "webhooks",
+            "create",
+            "--account",
+            &account,
+            "--endpoint",
+            "https://hooks.example.com/x",
+            "--event",
+            "token.created",
+            "--json",
+        ])
+        .env("TOKENGATE_URL", app.url(""))
+        .env("TOKENGATE_ADMIN_TOKEN", &app.admin_token)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let created: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(created["secret"].as_str().unwrap().starts_with("whsec_"));
+    let out = Command::new(binary())
+        .args(["reports", "audit", "--account", &account, "--json"])
+        .env("TOKENGATE_URL", app.url(""))
+        .env("TOKENGATE_ADMIN_TOKEN", &app.admin_token)
+        .output()
+        .unwrap();
+    let audit: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(audit["items"].as_array().unwrap().iter().any(|e| e["action"] == "webhook.created"), "{audit}");
+}

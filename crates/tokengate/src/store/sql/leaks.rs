@@ -130,27 +130,85 @@ impl ImportStore for SqlStore {
         keys: &[ImportedKey],
         audit: &AuditEntry,
         max_live: u64,
-    ) -> StoreResult<Vec<bool>> {
-        let (Some(first), Some(last)) = (keys.first(), keys.last()) else { return Ok(Vec::new()) };
+        live_before: Option<u64>,
+    ) -> StoreResult<(Vec<bool>, u64)> {
+        let (Some(first), Some(last)) = (keys.iter().map(|k| k.token.id).min(), keys.iter().map(|k| k.token.id).max())
+        else {
+            return Ok((Vec::new(), live_before.unwrap_or(0)));
+        };
         let mut tx = self.begin().await?;
         let now = audit.at.as_millis();
-        let count = sqlx::query(
-            "SELECT count(*) AS n FROM api_tokens WHERE account_id = $1 \
-             AND (revoked_at IS NULL OR revoked_at > $2) AND (expires_at IS NULL OR expires_at > $2)",
-        )
-        .bind(account.to_string())
-        .bind(now);
-        let room = max_live.saturating_sub(u64::try_from(keys.len()).unwrap_or(u64::MAX).saturating_sub(1));
-        self.within_quota(&mut tx, account, count, room, "live tokens").await?;
-        let mut inserted = Vec::with_capacity(keys.len());
-        for key in keys {
-            let mut token: ApiToken = key.token.clone();
-            token.external_id.clone_from(&key.external_id);
-            inserted.push(self.insert_token(&mut tx, &token, key.digest).await?);
+        let batch = u64::try_from(keys.len()).unwrap_or(u64::MAX);
+        let live = match live_before {
+            Some(n) => n,
+            None => {
+                // Exact, under the account's row lock (as for every token created).
+                sqlx::query("UPDATE accounts SET name = name WHERE id = $1")
+                    .bind(account.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                let row = sqlx::query(
+                    "SELECT count(*) AS n FROM api_tokens WHERE account_id = $1 \
+                     AND (revoked_at IS NULL OR revoked_at > $2) AND (expires_at IS NULL OR expires_at > $2)",
+                )
+                .bind(account.to_string())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0)
+            }
+        };
+        if live.saturating_add(batch) > max_live {
+            return Err(crate::store::StoreError::QuotaExceeded("live tokens"));
         }
-        let change = Change::TokenBatch { account, first: first.token.id, last: last.token.id };
+        // Many rows a statement; the ids that come back are the keys not seen before.
+        let mut inserted_ids = std::collections::HashSet::with_capacity(keys.len());
+        for rows in keys.chunks(IMPORT_ROWS_PER_STATEMENT) {
+            let mut sql = String::from(
+                "INSERT INTO api_tokens (id, account_id, kind, member_id, name, digest, scopes, expires_at, \
+                 ip_allowlist, rate_limit, rate_window_seconds, instance_ids, created_at, format, external_id) VALUES ",
+            );
+            for n in 0..rows.len() {
+                let b = n * 8;
+                if n > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!(
+                    "(${}, ${}, 'api_key', NULL, ${}, ${}, ${}, ${}, '[]', NULL, NULL, '[]', ${}, 'imported', ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8
+                ));
+            }
+            sql.push_str(" ON CONFLICT (digest) DO NOTHING RETURNING id");
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for key in rows {
+                let t = &key.token;
+                let scopes = serde_json::to_string(&t.scopes).unwrap_or_else(|_| "[]".into());
+                query = query
+                    .bind(t.id.to_string())
+                    .bind(account.to_string())
+                    .bind(t.name.clone())
+                    .bind(key.digest.0.to_vec())
+                    .bind(scopes)
+                    .bind(t.expires_at.map(Timestamp::as_millis))
+                    .bind(t.created_at.as_millis())
+                    .bind(key.external_id.clone());
+            }
+            for row in query.fetch_all(&mut *tx).await? {
+                inserted_ids.insert(row.try_get::<String, _>("id")?);
+            }
+        }
+        let inserted: Vec<bool> = keys.iter().map(|k| inserted_ids.contains(&k.token.id.to_string())).collect();
+        let change = Change::TokenBatch { account, first, last };
         self.finish(tx, audit, Some(change)).await?;
-        Ok(inserted)
+        let added = u64::try_from(inserted_ids.len()).unwrap_or(0);
+        Ok((inserted, live.saturating_add(added)))
     }
 
     async fn live_tokens_between(
@@ -174,6 +232,9 @@ impl ImportStore for SqlStore {
         rows.iter().map(super::tokens::token_row).collect()
     }
 }
+
+/// Rows of an import a statement (8 parameters each).
+const IMPORT_ROWS_PER_STATEMENT: usize = 200;
 
 /// Whether the backend can skip rows other transactions have locked.
 pub(super) fn skip_locked(backend: Backend) -> &'static str {
