@@ -286,6 +286,17 @@ impl GatewayState {
     }
 
     /// Reloads what one committed change touched.
+    /// Loads tokens this node has just committed (an import batch) without reading them
+    /// back from the store; other nodes load them through the change notice.
+    pub async fn put_committed_tokens(&self, tokens: impl IntoIterator<Item = (ApiToken, Digest)>) {
+        let _one_at_a_time = self.refresh.lock().await;
+        let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        let mut scope_sets = ScopeSets::new();
+        for (token, digest) in tokens {
+            self.put_token(token, digest, generation, &mut scope_sets);
+        }
+    }
+
     pub async fn apply(&self, store: &SqlStore, change: Change) -> StoreResult<()> {
         let _one_at_a_time = self.refresh.lock().await;
         match change {

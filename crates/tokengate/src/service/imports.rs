@@ -187,11 +187,9 @@ impl<'a> Importer<'a> {
                         self.summary.skipped += 1;
                     }
                 }
-                let ids = keys.iter().map(|k| k.token.id);
-                if let (Some(first), Some(last)) = (ids.clone().min(), ids.max()) {
-                    let change = crate::store::Change::TokenBatch { account: self.account, first, last };
-                    self.services.refresh(change).await;
-                }
+                // This node has them in hand; the others load them on the batch's notice.
+                let stored = keys.into_iter().zip(&inserted).filter(|(_, done)| **done).map(|(k, _)| (k.token, k.digest));
+                self.services.state.put_committed_tokens(stored).await;
             }
             Err(StoreError::QuotaExceeded(what)) => {
                 for (line, _) in batch {

@@ -234,7 +234,7 @@ impl ImportStore for SqlStore {
 }
 
 /// Rows of an import a statement (8 parameters each).
-const IMPORT_ROWS_PER_STATEMENT: usize = 200;
+const IMPORT_ROWS_PER_STATEMENT: usize = 500;
 
 /// Whether the backend can skip rows other transactions have locked.
 pub(super) fn skip_locked(backend: Backend) -> &'static str {
