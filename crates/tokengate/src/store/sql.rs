@@ -72,8 +72,10 @@ impl SqlStore {
         };
         let (read, write) = match backend {
             Backend::Sqlite => {
-                let opts = || {
-                    AnyPoolOptions::new().after_connect(|conn, _| {
+                // `cache_kib`: the one writer gets a larger page cache than SQLite's 2 MiB,
+                // since inserts into the digest index of a million tokens land on random pages.
+                let opts = |cache_kib: i64| {
+                    AnyPoolOptions::new().after_connect(move |conn, _| {
                         Box::pin(async move {
                             use sqlx::Executor;
                             // WAL lets readers work beside the writer; FULL syncs each commit,
@@ -82,12 +84,13 @@ impl SqlStore {
                             conn.execute("PRAGMA synchronous = FULL").await?;
                             conn.execute("PRAGMA foreign_keys = ON").await?;
                             conn.execute("PRAGMA busy_timeout = 5000").await?;
+                            conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = -{cache_kib}"))).await?;
                             Ok(())
                         })
                     })
                 };
-                let write = opts().max_connections(1).connect(url).await?;
-                let read = opts().max_connections(4).connect(url).await?;
+                let write = opts(32 * 1024).max_connections(1).connect(url).await?;
+                let read = opts(2 * 1024).max_connections(4).connect(url).await?;
                 (read, write)
             }
             Backend::Postgres => {
