@@ -62,6 +62,65 @@ impl Modify for AdminTokenScheme {
     }
 }
 
+/// The error body every refusal has: `{"error": "...", "code"?: "..."}`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, for people.
+    pub error: String,
+    /// For programs, on some errors: `quota_exceeded`, `store_unavailable`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+}
+
+/// Declares, on every operation, the error statuses the shared layers answer: `401`
+/// (admin authentication), `404` (ids in the path), `400`/`413`/`415`/`422` (bodies and
+/// query strings), `503` (the store unreachable), each with the error body. What a
+/// handler answers beyond these it declares itself.
+struct ErrorResponses;
+
+impl Modify for ErrorResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::{RefOr, ResponseBuilder, content::ContentBuilder};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let name = <ErrorBody as utoipa::ToSchema>::name().to_string();
+        components.schemas.insert(name.clone(), <ErrorBody as utoipa::PartialSchema>::schema());
+        let error = |description: &str| {
+            let content =
+                ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name(name.clone()))).build();
+            RefOr::T(ResponseBuilder::new().description(description).content("application/json", content).build())
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations =
+                [item.get.as_mut(), item.post.as_mut(), item.put.as_mut(), item.patch.as_mut(), item.delete.as_mut()];
+            for op in operations.into_iter().flatten() {
+                let mut add = |status: &str, description: &str| {
+                    op.responses.responses.entry(status.to_string()).or_insert_with(|| error(description));
+                };
+                if op.security.as_ref().is_some_and(|s| !s.is_empty()) {
+                    add("401", "a valid admin token is required");
+                }
+                if path.contains('{') {
+                    add("404", "not found (also: an id of the wrong shape)");
+                }
+                let has_query = op.parameters.as_ref().is_some_and(|ps| {
+                    ps.iter().any(|p| {
+                        matches!(p, RefOr::T(p) if matches!(p.parameter_in, utoipa::openapi::path::ParameterIn::Query))
+                    })
+                });
+                if op.request_body.is_some() || has_query {
+                    add("400", "malformed JSON or query string");
+                    add("422", "a field is missing, of the wrong type, or out of range");
+                }
+                if op.request_body.is_some() {
+                    add("413", "request body too large");
+                    add("415", "wrong content type");
+                }
+                add("503", "the store is unreachable; try again (code store_unavailable)");
+            }
+        }
+    }
+}
+
 /// The admin and operational routes.
 pub fn router(services: Services) -> Router {
     let (router, openapi) = OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -102,6 +161,9 @@ pub fn router(services: Services) -> Router {
         .routes(routes!(reports::usage))
         .routes(routes!(reports::audit))
         .split_for_parts();
+    // The routes' operations exist only now: their shared error statuses are added here.
+    let mut openapi = openapi;
+    ErrorResponses.modify(&mut openapi);
     let openapi = std::sync::Arc::new(openapi);
     let dashboard = crate::dashboard::router(services.clone());
     router
