@@ -95,6 +95,10 @@ pub struct Config {
     /// Seconds between a failed webhook delivery and the next attempt, one entry per
     /// retry; after the last, the event is given up (and stays in the delivery log).
     pub webhook_retry_seconds: Vec<u64>,
+    /// Usage rows kept in memory while the store does not take them (one per account or
+    /// token, minute, outcome and reason); requests past it are counted in
+    /// `tokengate_usage_dropped_total` instead.
+    pub usage_buffer_rows: usize,
 }
 
 impl Default for Config {
@@ -135,6 +139,7 @@ impl Default for Config {
             tls_key: None,
             leak_github_keys_url: "https://api.github.com/meta/public_keys/secret_scanning".into(),
             webhook_retry_seconds: vec![5, 300, 1800, 7200, 18000],
+            usage_buffer_rows: crate::usage::DEFAULT_MAX_ROWS,
         }
     }
 }
@@ -177,6 +182,7 @@ const ENV_KEYS: &[&str] = &[
     "tls_key",
     "leak_github_keys_url",
     "webhook_retry_seconds",
+    "usage_buffer_rows",
 ];
 
 /// The settings whose values are text: read from the environment exactly as written

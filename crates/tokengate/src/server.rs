@@ -122,7 +122,7 @@ impl Application {
             Arc::clone(&egress),
         )));
         state.resync(&store).await.context("loading the gateway state")?;
-        let usage = Arc::new(UsageRecorder::default());
+        let usage = Arc::new(UsageRecorder::with_max_rows(config.usage_buffer_rows));
         let trusted = IpAllowlist::parse(&config.trusted_proxies)?;
         let deployment_id = store.deployment_id().await.context("reading the deployment id")?;
         let gateway_settings = GatewaySettings {

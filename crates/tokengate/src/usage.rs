@@ -27,14 +27,43 @@ struct Key {
     reason: &'static str,
 }
 
-#[derive(Default)]
 pub struct UsageRecorder {
     counts: DashMap<Key, AtomicU64>,
     /// Last use of each token since the last flush (write-behind `last_used_at`).
     last_used: DashMap<TokenId, Timestamp>,
+    /// Most pending rows (one per account or token, minute, outcome and reason) kept while
+    /// the store does not take them; requests that would need another are dropped.
+    max_rows: usize,
+    /// Requests not counted because the buffer was full (also `tokengate_usage_dropped_total`).
+    dropped: AtomicU64,
+}
+
+/// Pending rows kept by default: with the store away for 10 minutes, 50,000 distinct
+/// (account or token, outcome, reason) a minute — whatever the request rate, since
+/// requests only add to an existing row. About 100 bytes a row.
+pub const DEFAULT_MAX_ROWS: usize = 500_000;
+
+impl Default for UsageRecorder {
+    fn default() -> Self {
+        UsageRecorder::with_max_rows(DEFAULT_MAX_ROWS)
+    }
 }
 
 impl UsageRecorder {
+    pub fn with_max_rows(max_rows: usize) -> UsageRecorder {
+        UsageRecorder { counts: DashMap::new(), last_used: DashMap::new(), max_rows, dropped: AtomicU64::new(0) }
+    }
+
+    /// Requests dropped from the counts so far (the buffer was full).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn drop_counts(&self, n: u64) {
+        self.dropped.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("tokengate_usage_dropped_total").increment(n);
+    }
+
     /// Counts one request for the account and, when given, for the token as well.
     pub fn record(
         &self,
@@ -54,6 +83,12 @@ impl UsageRecorder {
     fn bump(&self, key: Key) {
         if let Some(counter) = self.counts.get(&key) {
             counter.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        // A new row only while there is room (the bound may be passed by the few
+        // requests that race here; it is a memory cap, not an exact count).
+        if self.counts.len() >= self.max_rows {
+            self.drop_counts(1);
             return;
         }
         self.counts.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
@@ -100,7 +135,16 @@ impl UsageRecorder {
                 kind: row.kind,
                 reason,
             };
-            self.counts.entry(key).or_default().fetch_add(u64::try_from(row.count).unwrap_or(0), Ordering::Relaxed);
+            let count = u64::try_from(row.count).unwrap_or(0);
+            match self.counts.get(&key) {
+                Some(counter) => {
+                    counter.fetch_add(count, Ordering::Relaxed);
+                }
+                None if self.counts.len() >= self.max_rows => self.drop_counts(count),
+                None => {
+                    self.counts.entry(key).or_default().fetch_add(count, Ordering::Relaxed);
+                }
+            }
         }
     }
 
@@ -144,6 +188,27 @@ impl UsageRecorder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With the store away, a full buffer drops new rows and counts exactly the
+    /// requests it dropped; rows already there keep counting.
+    #[test]
+    fn a_full_buffer_counts_what_it_drops() {
+        let rec = UsageRecorder::with_max_rows(2);
+        let now = Timestamp::now();
+        let (a, b) = (AccountId::new(), AccountId::new());
+        let token = TokenId::new();
+        rec.record(a, Some(token), UsageKind::Allowed, "forwarded", now); // two rows: full
+        rec.record(a, Some(token), UsageKind::Allowed, "forwarded", now); // same rows
+        rec.record(b, None, UsageKind::Rejected, "invalid_token", now); // dropped
+        rec.record(a, None, UsageKind::Rejected, "invalid_token", now); // dropped
+        assert_eq!(rec.dropped(), 2);
+        let rows = rec.drain(now);
+        assert_eq!(rows.iter().map(|r| r.count).sum::<i64>(), 4, "2 requests x (account + token)");
+        // A failed flush puts the rows back; past the bound what cannot return is counted.
+        let small = UsageRecorder::with_max_rows(1);
+        small.restore(rows);
+        assert_eq!(small.dropped(), 2, "the second row's two requests");
+    }
 
     #[test]
     fn counts_aggregate_per_minute_and_drain_once() {

@@ -159,7 +159,15 @@ async fn leak_reports_are_limited_and_bad_ones_refused() {
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(res.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() >= 1);
     // The GitHub endpoint shares the limit.
-    let res = app.http.post(app.url("/v1/leaks/github")).body("[]").send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/v1/leaks/github"))
+        .header("Github-Public-Key-Identifier", "k")
+        .header("Github-Public-Key-Signature", "c2ln")
+        .body("[]")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
 }
 
