@@ -20,6 +20,7 @@ need_pkgs=()
 command -v cc >/dev/null || need_pkgs+=(build-essential)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_pkgs+=(postgresql)
 command -v runuser >/dev/null || need_pkgs+=(util-linux)
+command -v curl >/dev/null || need_pkgs+=(curl)
 # The dashboard's end-to-end tests drive a real headless Chromium through chromedriver.
 command -v chromium >/dev/null || need_pkgs+=(chromium)
 command -v chromedriver >/dev/null || need_pkgs+=(chromium-driver)
@@ -52,9 +53,11 @@ export TOKENGATE_TEST_DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/postg
 # token04 room tokens; authlib (OAuth client) and PyJWT (JOSE) drive the OAuth flow. In
 # a virtual environment kept under target/.
 VENV=target/test-venv
-if ! "$VENV/bin/python" -c 'import cryptography, authlib, jwt, requests' 2>/dev/null; then
+# schemathesis (an independent OpenAPI fuzzer) checks the OpenAPI document against the
+# real server at the end.
+if ! "$VENV/bin/python" -c 'import cryptography, authlib, jwt, requests, schemathesis' 2>/dev/null; then
   python3 -m venv "$VENV" || { apt_install python3-venv && python3 -m venv "$VENV"; }
-  "$VENV/bin/pip" install -q --disable-pip-version-check cryptography authlib pyjwt requests
+  "$VENV/bin/pip" install -q --disable-pip-version-check cryptography authlib pyjwt requests schemathesis
 fi
 export TOKENGATE_TEST_PYTHON=$PWD/$VENV/bin/python
 
@@ -65,3 +68,5 @@ if command -v cargo-nextest >/dev/null; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+cargo build -p tokengate --locked
+scripts/schemathesis.sh target/debug/tokengate "$VENV/bin/schemathesis"

@@ -51,10 +51,33 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 Err(e) => Err(ApiError::BadRequest(format!("malformed JSON: {e}"))),
             };
         }
-        serde_json::from_slice(body).map(ApiJson).map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => ApiError::Unprocessable(format!("invalid request body: {e}")),
-            _ => ApiError::BadRequest(format!("malformed JSON: {e}")),
-        })
+        let mut value: serde_json::Value =
+            serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+        integral_floats_as_integers(&mut value);
+        serde_json::from_value(value)
+            .map(ApiJson)
+            .map_err(|e| ApiError::Unprocessable(format!("invalid request body: {e}")))
+    }
+}
+
+/// JSON has one number type: `5.0` is the integer 5 to JSON Schema (and to generated
+/// clients), so it is read as one; `5.5` stays a float and is refused where a whole
+/// number is expected.
+fn integral_floats_as_integers(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64().filter(|f| f.fract() == 0.0) {
+                // Within ±2^53 a float names exactly one integer.
+                if f.abs() <= 9_007_199_254_740_992.0 {
+                    #[allow(clippy::cast_possible_truncation)]
+                    let i = f as i64;
+                    *n = i.into();
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integral_floats_as_integers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integral_floats_as_integers),
+        _ => {}
     }
 }
 

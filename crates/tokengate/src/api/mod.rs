@@ -62,6 +62,34 @@ impl Modify for AdminTokenScheme {
     }
 }
 
+/// A route rule, as documented (the server's type is `tokengate_core::Rule`).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct RuleDoc {
+    /// HTTP methods, upper case; empty or `["*"]` means any.
+    #[serde(default)]
+    methods: Vec<String>,
+    /// A glob on the path after the instance token, starting with `/`.
+    #[schema(pattern = "^/")]
+    path: String,
+    /// Scopes the bearer token must hold (all of them).
+    #[serde(default)]
+    scopes: Vec<String>,
+}
+
+/// Operations whose body has only optional fields: no body at all reads as `{}`.
+const OPTIONAL_BODIES: [&str; 3] =
+    ["/v1/signing-keys/rotate", "/v1/tokens/{id}/rotate", "/v1/accounts/{acc}/security-token/rotate"];
+
+/// A room token's privileges, as documented (the server's type is `room::Privileges`).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PrivilegesDoc {
+    login_room: bool,
+    publish_stream: bool,
+}
+
 /// The error body every refusal has: `{"error": "...", "code"?: "..."}`.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct ErrorBody {
@@ -110,6 +138,11 @@ impl Modify for ErrorResponses {
                 if op.request_body.is_some() || has_query {
                     add("400", "malformed JSON or query string");
                     add("422", "a field is missing, of the wrong type, or out of range");
+                }
+                if OPTIONAL_BODIES.contains(&path.as_str())
+                    && let Some(RefOr::T(body)) = op.request_body.as_mut()
+                {
+                    body.required = Some(utoipa::openapi::Required::False);
                 }
                 if op.request_body.is_some() {
                     add("413", "request body too large");

@@ -39,6 +39,7 @@ pub struct Deactivated {
 pub struct RotateBody {
     /// Seconds the replaced token keeps working (0 to 2592000; default 0).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2592000)]
     grace_seconds: u64,
 }
 

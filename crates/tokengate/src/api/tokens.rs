@@ -59,6 +59,7 @@ pub async fn get_token(State(s): State<Services>, _: Admin, Path(id): Path<Strin
 pub struct RotateToken {
     /// Seconds the old token keeps working (0 to 2592000; default 0).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 2592000)]
     grace_seconds: u64,
 }
 
@@ -106,7 +107,7 @@ pub struct VerifyRequest {
     #[serde(default)]
     required_scopes: Vec<String>,
     /// The address the token was presented from, to check its IP allowlist.
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, format = Ipv4)]
     ip: Option<std::net::IpAddr>,
 }
 

@@ -13,10 +13,18 @@ use crate::store::{Change, Instance, InstanceStore};
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewInstance {
+    /// 1 to 200 characters, not only spaces, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
+    /// `http://` or `https://`, with an optional base path.
+    #[schema(pattern = "^[hH][tT][tT][pP][sS]?://[^/?#@ ]+")]
     pub upstream_url: String,
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Vec<crate::api::RuleDoc>)]
     pub rules: Vec<Rule>,
 }
 
@@ -25,7 +33,7 @@ pub struct NewInstance {
 pub struct InstancePatch {
     pub name: Option<String>,
     pub upstream_url: Option<String>,
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(value_type = Option<Vec<crate::api::RuleDoc>>)]
     pub rules: Option<Vec<Rule>>,
 }
 

@@ -18,6 +18,12 @@ use crate::store::{Change, OAuthClient, OAuthStore, RevokedJti, TrustedIssuer};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOAuthClient {
+    /// 1 to 200 characters, not only spaces, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     pub scopes: Vec<String>,
 }
@@ -27,6 +33,7 @@ pub struct NewOAuthClient {
 pub struct RotateSigningKey {
     /// `EdDSA` (default), `ES256` or `RS256`.
     #[serde(default)]
+    #[schema(pattern = "^(EdDSA|ES256|RS256)$")]
     pub alg: Option<String>,
 }
 

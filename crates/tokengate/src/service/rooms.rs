@@ -13,6 +13,7 @@ use crate::store::{RoomApp, RoomAppStore};
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewRoomApp {
+    #[schema(format = Int64, minimum = 1, maximum = 4294967295.0)]
     pub app_id: u64,
     /// Exactly 32 characters; never shown again.
     #[schema(value_type = String, format = Password)]
@@ -25,11 +26,12 @@ pub struct IssueRoomToken {
     pub user_id: String,
     #[serde(default)]
     pub room_id: Option<String>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::api::PrivilegesDoc)]
     pub privileges: Privileges,
     pub ttl_seconds: u64,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    /// `gcm` (default) or `cbc`.
+    #[schema(value_type = Option<String>, pattern = "^(gcm|cbc)$")]
     pub mode: Option<Mode>,
 }
 
@@ -43,12 +45,14 @@ pub struct IssuedRoomToken {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyRoomToken {
-    pub app_id: u64,
+    #[schema(format = Int64, minimum = 0, maximum = 4294967295.0)]
+    pub app_id: u32,
     pub token: String,
     #[serde(default)]
     pub room_id: Option<String>,
     #[serde(default)]
-    #[schema(value_type = Option<String>)]
+    /// `login_room` or `publish_stream`.
+    #[schema(value_type = Option<String>, pattern = "^(login_room|publish_stream)$")]
     pub privilege: Option<Privilege>,
 }
 
@@ -169,7 +173,7 @@ impl Services {
             reason: Some(reason.reason()),
             ..Default::default()
         };
-        let Ok(app_id) = valid_app_id(req.app_id) else { return Ok(refused(room::Refusal::WrongApp)) };
+        let Ok(app_id) = valid_app_id(u64::from(req.app_id)) else { return Ok(refused(room::Refusal::WrongApp)) };
         let now = Timestamp::now().as_secs();
         let mut best = room::Refusal::Malformed;
         for (account, sealed) in self.store.room_apps_by_id(app_id).await? {

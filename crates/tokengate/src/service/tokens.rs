@@ -18,18 +18,27 @@ const MAX_API_KEY_SECONDS: u64 = 10 * 365 * 24 * 3600;
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {
+    /// 1 to 200 characters, not only spaces, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
-    #[schema(value_type = String)]
+    /// `api_key` or `personal`.
+    #[schema(value_type = String, pattern = "^(api_key|personal)$")]
     pub kind: TokenKind,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<uuid::Uuid>)]
     pub member_id: Option<MemberId>,
+    #[schema(min_items = 1, max_items = 100)]
     pub scopes: Vec<String>,
+    #[schema(minimum = 1)]
     pub expires_in_seconds: Option<u64>,
     #[serde(default)]
     pub ip_allowlist: Vec<String>,
     pub rate_limit: Option<RateLimit>,
     #[serde(default)]
-    #[schema(value_type = Vec<String>)]
+    #[schema(value_type = Vec<uuid::Uuid>)]
     pub instance_ids: Vec<InstanceId>,
 }
 

@@ -59,10 +59,31 @@ impl LeakStore for SqlStore {
             return Ok(None);
         };
         let account_id: Option<AccountId> = account.as_deref().map(parse_id).transpose()?;
+        // The leak is recorded first: of two reports racing for one secret, the second
+        // waits here for the first to commit and then finds it recorded.
+        let detail = audit.detail.as_ref();
+        let text = |key: &str| detail.and_then(|d| d.get(key)).and_then(|v| v.as_str()).map(str::to_string);
+        let recorded = sqlx::query(
+            "INSERT INTO leaked_secrets (digest, kind, target, account_id, leaked_at, url, source) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (digest) DO NOTHING",
+        )
+        .bind(digest.0.to_vec())
+        .bind(kind)
+        .bind(&target)
+        .bind(account.clone())
+        .bind(at)
+        .bind(text("url"))
+        .bind(text("source"))
+        .execute(&mut *tx)
+        .await?;
+        if recorded.rows_affected() == 0 {
+            // Reported before: acted on then, no second audit entry.
+            tx.commit().await?;
+            return Ok(Some(LeakHit { kind, target, account_id, change: None }));
+        }
         let mut change = None;
         match kind {
             "api_key" | "personal" | "imported" if live => {
-                // Guarded: of two reports racing for one key, one revokes it.
                 let done = sqlx::query(
                     "UPDATE api_tokens SET revoked_at = $1 WHERE id = $2 AND (revoked_at IS NULL OR revoked_at > $1)",
                 )
@@ -88,27 +109,7 @@ impl LeakStore for SqlStore {
             }
             _ => {}
         }
-        let detail = audit.detail.as_ref();
-        let text = |key: &str| detail.and_then(|d| d.get(key)).and_then(|v| v.as_str()).map(str::to_string);
-        let recorded = sqlx::query(
-            "INSERT INTO leaked_secrets (digest, kind, target, account_id, leaked_at, url, source) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (digest) DO NOTHING",
-        )
-        .bind(digest.0.to_vec())
-        .bind(kind)
-        .bind(&target)
-        .bind(account.clone())
-        .bind(at)
-        .bind(text("url"))
-        .bind(text("source"))
-        .execute(&mut *tx)
-        .await?;
         let hit = LeakHit { kind, target: target.clone(), account_id, change };
-        if recorded.rows_affected() == 0 && change.is_none() {
-            // Reported before and nothing left to do: no second audit entry.
-            tx.commit().await?;
-            return Ok(Some(hit));
-        }
         let audit = AuditEntry { account_id, target, ..audit.clone() };
         self.finish(tx, &audit, change).await?;
         Ok(Some(hit))
