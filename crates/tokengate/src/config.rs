@@ -99,6 +99,8 @@ pub struct Config {
     /// token, minute, outcome and reason); requests past it are counted in
     /// `tokengate_usage_dropped_total` instead.
     pub usage_buffer_rows: usize,
+    /// How often tokens expiring within 7 days are looked for (`token.expiring`).
+    pub webhook_expiring_check_seconds: u64,
 }
 
 impl Default for Config {
@@ -140,6 +142,7 @@ impl Default for Config {
             leak_github_keys_url: "https://api.github.com/meta/public_keys/secret_scanning".into(),
             webhook_retry_seconds: vec![5, 300, 1800, 7200, 18000],
             usage_buffer_rows: crate::usage::DEFAULT_MAX_ROWS,
+            webhook_expiring_check_seconds: 60,
         }
     }
 }
@@ -183,6 +186,7 @@ const ENV_KEYS: &[&str] = &[
     "leak_github_keys_url",
     "webhook_retry_seconds",
     "usage_buffer_rows",
+    "webhook_expiring_check_seconds",
 ];
 
 /// The settings whose values are text: read from the environment exactly as written

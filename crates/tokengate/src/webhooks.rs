@@ -25,8 +25,6 @@ const POLL: Duration = Duration::from_millis(500);
 const BATCH: u32 = 20;
 /// How much of a receiver's answer is read (and dropped).
 const MAX_RESPONSE: usize = 64 * 1024;
-/// How often `token.expiring` is looked for.
-const EXPIRING_EVERY: Duration = Duration::from_secs(60);
 /// `token.expiring` is raised this long before `expires_at`.
 pub const EXPIRING_NOTICE_SECONDS: i64 = 7 * 24 * 3600;
 
@@ -42,8 +40,9 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> Option<String
 pub async fn run(services: Services, mut stop: watch::Receiver<bool>) {
     let outbound = Outbound::new(std::sync::Arc::clone(&services.egress), DELIVERY_TIMEOUT);
     let mut last_expiring: Option<Instant> = None;
+    let expiring_every = Duration::from_secs(services.config.webhook_expiring_check_seconds.max(1));
     loop {
-        if last_expiring.is_none_or(|at| at.elapsed() >= EXPIRING_EVERY) {
+        if last_expiring.is_none_or(|at| at.elapsed() >= expiring_every) {
             last_expiring = Some(Instant::now());
             let now = Timestamp::now();
             if let Err(e) = services.store.raise_expiring(now, now.plus_secs(EXPIRING_NOTICE_SECONDS)).await {

@@ -213,3 +213,32 @@ async fn the_outbox_survives_restarts_and_delivers_once_across_nodes() {
     c.stop().await;
     receiver.task.abort();
 }
+
+/// `token.expiring` is raised once per token, within 7 days of its expiry, and only for
+/// tokens that expire in that window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_expiring_is_raised_once() {
+    let receiver = Receiver::start(0, 0).await;
+    let app = TestApp::spawn_with(None, |c| c.webhook_expiring_check_seconds = 1).await;
+    let account = app.create_account("expiring").await;
+    let (_, hook) = app.webhook(&account, &receiver.url(), &["token.expiring"]).await;
+    *receiver.secret.lock().unwrap() = hook["secret"].as_str().unwrap().to_string();
+    let soon = app
+        .create_token(&account, json!({"name": "soon", "kind": "api_key", "scopes": ["*"], "expires_in_seconds": 3600}))
+        .await;
+    app.create_token(
+        &account,
+        json!({"name": "later", "kind": "api_key", "scopes": ["*"], "expires_in_seconds": 30 * 86_400}),
+    )
+    .await;
+    app.create_token(&account, json!({"name": "never", "kind": "api_key", "scopes": ["*"]})).await;
+    eventually("token.expiring arrives", async || !receiver.received().is_empty()).await;
+    // Several more checks run; nothing is raised twice.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let got = receiver.received();
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(got[0].payload["type"], "token.expiring");
+    assert_eq!(got[0].payload["data"]["id"], soon["id"]);
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+    receiver.task.abort();
+}
