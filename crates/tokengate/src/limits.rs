@@ -41,20 +41,29 @@ pub struct ConnState {
     /// Set when one of its request bodies timed out: the connection is closed after
     /// the answer.
     body_timed_out: AtomicBool,
+    /// The connection's place under `max_connections`, given back when the last holder
+    /// of this state lets go: the connection, its requests, and the relay of an
+    /// upgraded (WebSocket) connection, which outlives hyper's connection.
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 impl Default for ConnState {
     fn default() -> Self {
+        ConnState::new(None)
+    }
+}
+
+impl ConnState {
+    pub fn new(slot: Option<tokio::sync::OwnedSemaphorePermit>) -> ConnState {
         ConnState {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
             last_done_ms: AtomicU64::new(0),
             body_timed_out: AtomicBool::new(false),
+            _slot: slot,
         }
     }
-}
 
-impl ConnState {
     /// Marks a request in flight until the guard (kept by its response body) drops.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -104,6 +113,11 @@ pin_project_lite::pin_project! {
 impl<B> TimedBody<B> {
     pub fn new(inner: B, timeout: Duration, conn: Arc<ConnState>) -> TimedBody<B> {
         TimedBody { inner, timeout, sleep: None, conn }
+    }
+
+    /// The connection this body arrives on.
+    pub fn conn(&self) -> &Arc<ConnState> {
+        &self.conn
     }
 }
 

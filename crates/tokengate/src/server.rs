@@ -21,11 +21,11 @@ use secrecy::{ExposeSecret, SecretString};
 use tokengate_core::token::{self, Prefix};
 use tokengate_core::{Digest, IpAllowlist};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::config::Config;
-use crate::gateway::{self, ClientAddr, Gateway, GatewaySettings, PeerAddr};
+use crate::gateway::{self, ClientAddr, Gateway, GatewaySettings, PeerAddr, json_error};
 use crate::limits::{ClientBody, ConnState, TimedBody, TrackedBody};
 use crate::oauth::OAuthState;
 use crate::service::Services;
@@ -360,12 +360,12 @@ impl Shared {
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let conn_state = Arc::new(ConnState::default());
+            let conn_state = Arc::new(ConnState::new(Some(permit)));
             let svc = connection_service(Arc::clone(&edge), Arc::clone(&conn_state), peer, self.tls.is_some());
             match &self.tls {
                 None => {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                    tracker.spawn(watch_connection(conn, conn_state, timeouts, drain.clone(), permit));
+                    tracker.spawn(watch_connection(conn, conn_state, timeouts, drain.clone()));
                 }
                 Some(tls) => {
                     let (acceptor, builder, drain) = (tls.acceptor(), builder.clone(), drain.clone());
@@ -375,7 +375,7 @@ impl Shared {
                             Ok(Ok(stream)) => {
                                 let conn =
                                     builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                                watch_connection(conn, conn_state, timeouts, drain, permit).await;
+                                watch_connection(conn, conn_state, timeouts, drain).await;
                             }
                             Ok(Err(e)) => {
                                 metrics::counter!("tokengate_tls_handshake_failures_total").increment(1);
@@ -497,14 +497,13 @@ impl Edge {
 
 /// Drives one connection: closes it gracefully (what is in flight finishes) once idle
 /// for `idle_timeout`, dropping it if that takes longer than [`CLOSE_GRACE`], and on
-/// server shutdown, dropping it after `shutdown_grace`. The permit is released when it
-/// ends.
+/// server shutdown, dropping it after `shutdown_grace`. (Its place under
+/// `max_connections` is held by its [`ConnState`].)
 async fn watch_connection<C>(
     conn: C,
     state: Arc<ConnState>,
     timeouts: (Duration, Duration),
     mut drain: watch::Receiver<bool>,
-    _permit: OwnedSemaphorePermit,
 ) where
     C: Future + GracefulConn,
 {
@@ -559,13 +558,6 @@ where
 /// Total size of header names and values.
 fn header_bytes<B>(req: &Request<B>) -> usize {
     req.headers().iter().map(|(k, v)| k.as_str().len() + v.len()).sum()
-}
-
-fn json_error(status: StatusCode, message: &str) -> Response<Body> {
-    let mut response = Response::new(Body::from(serde_json::json!({ "error": message }).to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
-    response
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

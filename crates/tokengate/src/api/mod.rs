@@ -78,10 +78,6 @@ pub struct RuleDoc {
     scopes: Vec<String>,
 }
 
-/// Operations whose body has only optional fields: no body at all reads as `{}`.
-const OPTIONAL_BODIES: [&str; 3] =
-    ["/v1/signing-keys/rotate", "/v1/tokens/{id}/rotate", "/v1/accounts/{acc}/security-token/rotate"];
-
 /// A room token's privileges, as documented (the server's type is `room::Privileges`).
 #[derive(utoipa::ToSchema)]
 #[allow(dead_code)]
@@ -103,7 +99,8 @@ pub struct ErrorBody {
 /// Declares, on every operation, the error statuses the shared layers answer: `401`
 /// (admin authentication), `404` (ids in the path), `400`/`413`/`415`/`422` (bodies and
 /// query strings), `503` (the store unreachable), each with the error body. What a
-/// handler answers beyond these it declares itself.
+/// handler answers beyond these it declares itself. A JSON body whose fields are all
+/// optional is marked optional: [`extract::ApiJson`] reads no body as `{}`.
 struct ErrorResponses;
 
 impl Modify for ErrorResponses {
@@ -112,6 +109,15 @@ impl Modify for ErrorResponses {
         let components = openapi.components.get_or_insert_with(Default::default);
         let name = <ErrorBody as utoipa::ToSchema>::name().to_string();
         components.schemas.insert(name.clone(), <ErrorBody as utoipa::PartialSchema>::schema());
+        // Object schemas without a required field: a body of one may be left out.
+        let all_optional: std::collections::HashSet<String> = components
+            .schemas
+            .iter()
+            .filter(|(_, schema)| {
+                matches!(schema, RefOr::T(utoipa::openapi::schema::Schema::Object(o)) if o.required.is_empty())
+            })
+            .map(|(name, _)| format!("#/components/schemas/{name}"))
+            .collect();
         let error = |description: &str| {
             let content =
                 ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name(name.clone()))).build();
@@ -139,10 +145,14 @@ impl Modify for ErrorResponses {
                     add("400", "malformed JSON or query string");
                     add("422", "a field is missing, of the wrong type, or out of range");
                 }
-                if OPTIONAL_BODIES.contains(&path.as_str())
-                    && let Some(RefOr::T(body)) = op.request_body.as_mut()
-                {
-                    body.required = Some(utoipa::openapi::Required::False);
+                if let Some(RefOr::T(body)) = op.request_body.as_mut() {
+                    let schema = match body.content.get("application/json") {
+                        Some(RefOr::T(content)) => content.schema.as_ref(),
+                        _ => None,
+                    };
+                    if matches!(schema, Some(RefOr::Ref(r)) if all_optional.contains(&r.ref_location)) {
+                        body.required = Some(utoipa::openapi::Required::False);
+                    }
                 }
                 if op.request_body.is_some() {
                     add("413", "request body too large");

@@ -12,7 +12,7 @@ use super::accounts::{Items, items};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Admin, ApiJson, Verifier, path_id};
 use super::reports::Usage;
-use crate::service::imports::{ImportSummary, Importer, MAX_LINE};
+use crate::service::imports::{ImportSummary, Importer};
 use crate::service::{NewToken, Services, UsageQuery, Verification};
 use crate::store::ApiToken;
 
@@ -146,41 +146,10 @@ pub async fn import_tokens(
     }
     let mut importer = Importer::start(&s, &actor, account).await?;
     let mut body = req.into_body().into_data_stream();
-    let mut buffer: Vec<u8> = Vec::new();
-    let (mut number, mut skipping) = (0u64, false);
     // Lines are taken as they arrive; a line never waits for the whole body.
-    loop {
-        let chunk = body.next().await;
-        let done = chunk.is_none();
-        match chunk {
-            Some(Ok(bytes)) => buffer.extend_from_slice(&bytes),
-            Some(Err(_)) => return Err(ApiError::BadRequest("could not read the request body".into())),
-            None => buffer.push(b'\n'),
-        }
-        while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = buffer.drain(..=end).collect();
-            if done && line == b"\n" {
-                break;
-            }
-            number += 1;
-            if std::mem::take(&mut skipping) {
-                importer.too_long(number);
-                continue;
-            }
-            match std::str::from_utf8(&line) {
-                Ok(text) => importer.line(number, text.trim_end_matches(['\n', '\r'])).await?,
-                Err(_) => importer.line(number, "\u{0}").await?,
-            }
-        }
-        if buffer.len() > MAX_LINE {
-            // The rest of this line is dropped as it comes; it is reported at its end.
-            buffer.clear();
-            skipping = true;
-        }
-        if done {
-            break;
-        }
+    while let Some(chunk) = body.next().await {
+        let bytes = chunk.map_err(|_| ApiError::BadRequest("could not read the request body".into()))?;
+        importer.feed(&bytes).await?;
     }
-    importer.flush().await?;
-    Ok(Json(importer.summary))
+    Ok(Json(importer.end().await?))
 }

@@ -12,7 +12,7 @@ use http::header::HeaderName;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 use tokengate_core::Timestamp;
 
-use super::{Admitted, ClientAddr, Gateway, Rejection, proxy};
+use super::{Admitted, ClientAddr, Gateway, Rejection, json_error, proxy};
 
 /// The path of the decision endpoint.
 pub const PATH: &str = "/decide";
@@ -105,10 +105,9 @@ impl Gateway {
                 self.metrics.rejected(&rejection);
                 refusal(rejection, nginx)
             }
-            Err(DecideError::NotTrusted) => json(StatusCode::FORBIDDEN, r#"{"error":"not a trusted proxy"}"#),
+            Err(DecideError::NotTrusted) => json_error(StatusCode::FORBIDDEN, "not a trusted proxy"),
             Err(DecideError::BadOriginal(what)) => {
-                let body = serde_json::json!({ "error": format!("the original request's {what} is invalid") });
-                json(StatusCode::BAD_REQUEST, &body.to_string())
+                json_error(StatusCode::BAD_REQUEST, &format!("the original request's {what} is invalid"))
             }
         }
     }
@@ -140,13 +139,6 @@ fn refusal(rejection: Rejection, nginx: bool) -> Response<Body> {
         response.headers_mut().insert(X_TOKENGATE_STATUS, HeaderValue::from(status.as_u16()));
         *response.status_mut() = StatusCode::FORBIDDEN;
     }
-    response
-}
-
-fn json(status: StatusCode, body: &str) -> Response<Body> {
-    let mut response = Response::new(Body::from(body.to_string()));
-    *response.status_mut() = status;
-    response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 

@@ -24,7 +24,7 @@ use tokengate_core::{
 
 pub use decide::is_decide_path;
 pub use proxy::{ErrorChain, UpstreamClient};
-pub use reject::Rejection;
+pub use reject::{Rejection, json_error};
 
 use crate::egress::EgressPolicy;
 use crate::limits::ClientBody;
@@ -362,6 +362,8 @@ impl Gateway {
             return Err(Rejection::BodyTooLarge);
         }
         let client_upgrade = upgrade::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
+        // An upgraded connection keeps its place under max_connections while relayed.
+        let conn = Arc::clone(req.body().conn());
         let forwarded =
             proxy::Forwarded { addr, tail, bearer, via: &self.via_header, upgrade: client_upgrade.is_some() };
         let upstream_req = proxy::upstream_request(instance, req, &forwarded, self.max_body_bytes)?;
@@ -396,7 +398,8 @@ impl Gateway {
                     && response.status() == http::StatusCode::SWITCHING_PROTOCOLS
                 {
                     let upstream_upgrade = hyper::upgrade::on(&mut response);
-                    tokio::spawn(upgrade::relay(client_upgrade, upstream_upgrade, self.upgrade_idle));
+                    let relay = upgrade::relay(client_upgrade, upstream_upgrade, self.upgrade_idle, conn);
+                    tokio::spawn(relay);
                 }
                 Ok(proxy::downstream_response(response))
             }

@@ -4,6 +4,15 @@ use axum::body::Body;
 use http::{HeaderValue, Response, StatusCode, header};
 use tokengate_core::{ClientIp, Denial, PathError, TokenId};
 
+/// A JSON error answer `{"error": message}` (for refusals that are not the gateway's
+/// own [`Rejection`]s: header sizes, loops, `/decide`'s callers).
+pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
+    let mut response = Response::new(Body::from(serde_json::json!({ "error": message }).to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     InstanceNotFound,

@@ -23,17 +23,14 @@ pub fn is_upgrade<B>(req: &Request<B>) -> bool {
 
 /// Whether the `Connection` header lists `option`.
 fn connection_has(headers: &HeaderMap, option: &str) -> bool {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|o| o.trim().eq_ignore_ascii_case(option))
+    super::proxy::connection_options(headers).any(|o| o.eq_ignore_ascii_case(option))
 }
 
 /// Relays both connections once both upgrades complete; ends when either side closes,
-/// or after `idle` without a byte either way.
-pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, idle: Duration) {
+/// or after `idle` without a byte either way. `conn` (the client connection's state) is
+/// held until then: it keeps the connection's place under `max_connections`.
+pub async fn relay(client: OnUpgrade, upstream: OnUpgrade, idle: Duration, conn: Arc<crate::limits::ConnState>) {
+    let _conn = conn;
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(both) => both,
         Err(e) => {

@@ -52,7 +52,13 @@ pub struct Importer<'a> {
     pending: Vec<(u64, ImportedKey)>,
     /// The account's live tokens after the last batch stored.
     live: Option<u64>,
-    pub summary: ImportSummary,
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
+    /// Lines seen so far (the number of the last one).
+    lines: u64,
+    /// Set while the rest of a line longer than [`MAX_LINE`] is dropped as it comes.
+    skipping: bool,
+    summary: ImportSummary,
 }
 
 /// Past this many reported errors, only the count goes on.
@@ -137,6 +143,9 @@ impl<'a> Importer<'a> {
             now: Timestamp::now(),
             pending: Vec::with_capacity(BATCH),
             live: None,
+            partial: Vec::new(),
+            lines: 0,
+            skipping: false,
             summary: ImportSummary::default(),
         })
     }
@@ -147,8 +156,56 @@ impl<'a> Importer<'a> {
         }
     }
 
-    /// One line (numbered from 1); stores a batch when one is full.
-    pub async fn line(&mut self, number: u64, text: &str) -> ServiceResult<()> {
+    /// The next bytes of the body: every line they complete is checked (and a batch
+    /// stored when one is full).
+    pub async fn feed(&mut self, mut bytes: &[u8]) -> ServiceResult<()> {
+        while let Some(end) = bytes.iter().position(|&b| b == b'\n') {
+            let (head, rest) = bytes.split_at(end);
+            bytes = rest.get(1..).unwrap_or_default();
+            if self.skipping || self.partial.len() + head.len() > MAX_LINE {
+                self.partial.clear();
+                self.skipping = false;
+                self.lines += 1;
+                self.error(self.lines, format!("line longer than {MAX_LINE} bytes"));
+                continue;
+            }
+            let line = if self.partial.is_empty() {
+                head.to_vec()
+            } else {
+                let mut line = std::mem::take(&mut self.partial);
+                line.extend_from_slice(head);
+                line
+            };
+            self.line(&line).await?;
+        }
+        if !self.skipping {
+            self.partial.extend_from_slice(bytes);
+            if self.partial.len() > MAX_LINE {
+                self.partial.clear();
+                self.skipping = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// The end of the body: its last line (when it has no newline) and the last batch.
+    pub async fn end(mut self) -> ServiceResult<ImportSummary> {
+        if self.skipping || !self.partial.is_empty() {
+            self.feed(b"\n").await?;
+        }
+        self.flush().await?;
+        Ok(self.summary)
+    }
+
+    /// One whole line, numbered from 1; blank lines count but are skipped.
+    async fn line(&mut self, line: &[u8]) -> ServiceResult<()> {
+        self.lines += 1;
+        let number = self.lines;
+        let Ok(text) = std::str::from_utf8(line) else {
+            self.error(number, "the line is not UTF-8".into());
+            return Ok(());
+        };
+        let text = text.trim_end_matches('\r');
         if text.trim().is_empty() {
             return Ok(());
         }
@@ -162,13 +219,8 @@ impl<'a> Importer<'a> {
         Ok(())
     }
 
-    /// A line longer than [`MAX_LINE`].
-    pub fn too_long(&mut self, number: u64) {
-        self.error(number, format!("line longer than {MAX_LINE} bytes"));
-    }
-
     /// Stores what is pending. A store failure ends the import (what was stored stays).
-    pub async fn flush(&mut self) -> ServiceResult<()> {
+    async fn flush(&mut self) -> ServiceResult<()> {
         if self.pending.is_empty() {
             return Ok(());
         }

@@ -177,3 +177,31 @@ async fn the_cli_imports_kong_exports_and_csv() {
     let res = app.bearer(&instance, Method::GET, "/status", Some("csv-hashed-secret-9")).await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// Lines split across the body's chunks at any byte are put back together, and a line
+/// too long is reported at its number while the lines after it are imported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lines_split_across_chunks() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let account = app.create_account("chunks").await;
+    let mut text = String::new();
+    for i in 0..20 {
+        text.push_str(&json!({"name": format!("k{i}"), "key": format!("chunked-key-{i:04}")}).to_string());
+        text.push('\n');
+    }
+    text.push_str(&format!("{{\"name\": \"{}\"}}\n", "y".repeat(40_000)));
+    text.push_str(&json!({"name": "after", "key": "chunked-key-after"}).to_string());
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = text.as_bytes().chunks(7).map(|c| Ok(c.to_vec())).collect();
+    let res = app
+        .http
+        .post(app.url(&format!("/v1/accounts/{account}/tokens/import")))
+        .bearer_auth(&app.admin_token)
+        .header("content-type", "application/x-ndjson")
+        .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)))
+        .send()
+        .await
+        .unwrap();
+    let summary: Value = res.json().await.unwrap();
+    assert_eq!(summary["imported"], 21, "{summary}");
+    assert_eq!(summary["errors"], json!([{"line": 21, "error": "line longer than 16384 bytes"}]));
+}

@@ -149,8 +149,13 @@ async fn tls_versions_alpn_and_reload_on_sighup() {
     // A broken file on reload keeps the certificate in use.
     std::fs::write(&key_file, "not a key").unwrap();
     server.signal("-HUP");
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    for _ in 0..200 {
+        if server.log().contains("TLS reload failed") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(server.log().contains("TLS reload failed"), "{}", server.log());
     let tls = handshake(&server.addr, client_config(&[&second], &rustls::version::TLS13)).await.unwrap();
     assert_eq!(tls.get_ref().1.peer_certificates().and_then(|c| c.first()), Some(&second));
-    assert!(server.log().contains("TLS reload failed"));
 }

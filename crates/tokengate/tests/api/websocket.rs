@@ -125,3 +125,52 @@ async fn websocket_relayed_both_ways_after_the_checks() {
     // Usage: once per connection (2 with the token, 1 without), not once per message.
     app.wait_readiness(&account, (2, 1, 0)).await;
 }
+
+/// A relayed WebSocket keeps its place under `max_connections` (hyper hands the
+/// connection over on upgrade; the relay holds the place until it ends).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_connection_counts_against_max_connections() {
+    let app = TestApp::spawn_with(None, |c| {
+        c.max_connections = 1;
+        c.workers = Some(1);
+        // The admin client's pooled connection gives its place back soon after setup.
+        c.idle_timeout_seconds = 1;
+    })
+    .await;
+    let (ws_addr, _) = echo_server().await;
+    let account = app.create_account("ws-cap").await;
+    let body = json!({"name": "ws", "upstream_url": format!("http://{ws_addr}")});
+    let (_, instance) = app.admin(Method::POST, &format!("/v1/accounts/{account}/instances"), Some(body)).await;
+    let url = format!(
+        "ws://{}/instances/{}/token/{}/live",
+        app.addr,
+        instance["id"].as_str().unwrap(),
+        instance["token"].as_str().unwrap()
+    );
+    let fresh = || reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().unwrap();
+    let mut ws = None;
+    for _ in 0..200 {
+        if let Ok((socket, _)) = tokio_tungstenite::connect_async(url.as_str()).await {
+            ws = Some(socket);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let mut ws = ws.expect("the WebSocket connects once the place is free");
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello from upstream"));
+    // While it is relayed, a new connection is closed at once.
+    let refused = fresh().get(app.url("/healthz")).send().await;
+    assert!(refused.is_err(), "a second connection past max_connections: {refused:?}");
+    ws.close(None).await.unwrap();
+    while let Some(Ok(_)) = ws.next().await {}
+    drop(ws);
+    let mut served = false;
+    for _ in 0..200 {
+        if fresh().get(app.url("/healthz")).send().await.is_ok_and(|r| r.status() == StatusCode::OK) {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(served, "the place comes back when the relay ends");
+}
