@@ -101,6 +101,11 @@ pub struct Config {
     pub usage_buffer_rows: usize,
     /// How often tokens expiring within 7 days are looked for (`token.expiring`).
     pub webhook_expiring_check_seconds: u64,
+    /// How often a node on PostgreSQL reconciles its rate-limit grants with the others.
+    pub rate_limit_sync_millis: u64,
+    /// An admin request (JSON API or dashboard) still waiting after this long — the
+    /// store unreachable or stalled — answers `503 store_unavailable`.
+    pub store_timeout_millis: u64,
 }
 
 impl Default for Config {
@@ -143,6 +148,8 @@ impl Default for Config {
             webhook_retry_seconds: vec![5, 300, 1800, 7200, 18000],
             usage_buffer_rows: crate::usage::DEFAULT_MAX_ROWS,
             webhook_expiring_check_seconds: 60,
+            rate_limit_sync_millis: 100,
+            store_timeout_millis: 1000,
         }
     }
 }
@@ -187,6 +194,8 @@ const ENV_KEYS: &[&str] = &[
     "webhook_retry_seconds",
     "usage_buffer_rows",
     "webhook_expiring_check_seconds",
+    "rate_limit_sync_millis",
+    "store_timeout_millis",
 ];
 
 /// The settings whose values are text: read from the environment exactly as written

@@ -20,6 +20,7 @@ pub mod limits;
 pub mod master_key;
 pub mod oauth;
 pub mod outbound;
+pub mod ratelimit;
 pub mod room;
 pub mod server;
 pub mod service;

@@ -44,6 +44,69 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SqlStore> {
     store.context("opening the store")
 }
 
+/// Opens PostgreSQL, waiting for it when it cannot be reached yet (a node may start
+/// before its database, or during an outage). Meanwhile, on plain HTTP, the listener
+/// answers `/healthz` with 200 and everything else with `503 store_unavailable`, each
+/// on a connection of its own, so that health checks and load balancers see the truth.
+async fn open_when_reachable(url: &str, listener: &TcpListener, answer: bool) -> anyhow::Result<SqlStore> {
+    let mut waiting = false;
+    loop {
+        match SqlStore::open(url).await {
+            Ok(store) => return Ok(store),
+            Err(e) if store_unreachable(&e) => {
+                if !waiting {
+                    let listen = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+                    tracing::warn!(error = %e, listen = %listen, "waiting for the store");
+                    waiting = true;
+                }
+            }
+            Err(e) => return Err(e).context("opening the store"),
+        }
+        let retry = tokio::time::sleep(Duration::from_millis(250));
+        tokio::pin!(retry);
+        loop {
+            tokio::select! {
+                () = &mut retry => break,
+                accepted = listener.accept(), if answer => {
+                    if let Ok((stream, _)) = accepted {
+                        tokio::spawn(answer_while_waiting(stream));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether opening the store failed because it cannot be reached (yet), rather than
+/// because it refused us (credentials, migrations).
+fn store_unreachable(e: &StoreError) -> bool {
+    let starting = |e: &sqlx::Error| e.as_database_error().and_then(|d| d.code()).is_some_and(|c| c == "57P03");
+    match e {
+        StoreError::Backend(e) | StoreError::Migrate(sqlx::migrate::MigrateError::Execute(e)) => {
+            matches!(e, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_)) || starting(e)
+        }
+        _ => false,
+    }
+}
+
+async fn answer_while_waiting(stream: tokio::net::TcpStream) {
+    let service = service_fn(|req: Request<Incoming>| async move {
+        let mut response = if req.uri().path() == "/healthz" {
+            Response::new(Body::from(r#"{"status":"ok"}"#))
+        } else {
+            let body = r#"{"error":"store unavailable, try again","code":"store_unavailable"}"#;
+            let mut response = Response::new(Body::from(body));
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response
+        };
+        response.headers_mut().insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        Ok::<_, std::convert::Infallible>(response)
+    });
+    let conn =
+        hyper::server::conn::http1::Builder::new().keep_alive(false).serve_connection(TokioIo::new(stream), service);
+    let _ = tokio::time::timeout(Duration::from_secs(10), conn).await;
+}
+
 /// Creates the first admin token. `None` when the store was already initialized.
 pub async fn initialize(store: &SqlStore) -> anyhow::Result<Option<SecretString>> {
     let secret = token::generate(Prefix::Admin);
@@ -93,15 +156,18 @@ fn reuseport_listener(addr: SocketAddr) -> std::io::Result<std::net::TcpListener
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
-        let store = open_store(&config).await?;
-        if let Some(secret) = initialize(&store).await? {
-            let path = write_admin_token(&config.data_dir, &secret).context("writing the admin token file")?;
-            tracing::info!(path = %path.display(), "initialized a new store; the admin token is in this file");
-        }
         let listener = reuseport_listener(config.listen)
             .and_then(TcpListener::from_std)
             .with_context(|| format!("binding {}", config.listen))?;
         let local = listener.local_addr()?;
+        let store = match &config.database_url {
+            Some(url) => open_when_reachable(url, &listener, config.tls_cert.is_none()).await?,
+            None => open_store(&config).await?,
+        };
+        if let Some(secret) = initialize(&store).await? {
+            let path = write_admin_token(&config.data_dir, &secret).context("writing the admin token file")?;
+            tracing::info!(path = %path.display(), "initialized a new store; the admin token is in this file");
+        }
         let port = local.port();
         if config.database_url.is_some() && config.master_key.is_none() {
             tracing::warn!(
@@ -163,6 +229,32 @@ impl Application {
             let (usage, store, stop) = (Arc::clone(&usage), store.clone(), stop_rx.clone());
             let every = Duration::from_millis(services.config.usage_flush_millis);
             tasks.push(tokio::spawn(async move { usage.run(&store, every, stop).await }));
+        }
+        {
+            let (store, mut stop) = (store.clone(), stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(2));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {
+                            let up = matches!(tokio::time::timeout(Duration::from_secs(1), store.ping()).await, Ok(Ok(())));
+                            metrics::gauge!("tokengate_store_up").set(if up { 1.0 } else { 0.0 });
+                        }
+                        _ = stop.changed() => break,
+                    }
+                }
+            }));
+        }
+        if store.backend() == crate::store::Backend::Postgres {
+            let cluster = Arc::new(crate::ratelimit::ClusterLimits::new());
+            // A first turn before serving: the node learns how many others there are.
+            match tokio::time::timeout(Duration::from_secs(2), cluster.reconcile(&store)).await {
+                Ok(Ok(())) => {}
+                _ => tracing::warn!("first rate-limit reconciliation failed; local shares apply until one succeeds"),
+            }
+            state.count_limits_across(Arc::clone(&cluster));
+            let every = Duration::from_millis(services.config.rate_limit_sync_millis.max(10));
+            tasks.push(tokio::spawn(cluster.run(store.clone(), every, stop_rx.clone())));
         }
         tasks.push(tokio::spawn(sync::run(
             store.clone(),

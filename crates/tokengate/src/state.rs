@@ -23,6 +23,7 @@ use tokengate_core::{
     TokenKind,
 };
 
+use crate::ratelimit::ClusterLimits;
 use crate::store::{
     AccountPolicyRecord, AdminTokenStore, ApiToken, Change, GatewayInstance, ImportStore, InstanceStore, RateLimit,
     SecurityTokenStore, SqlStore, StoreResult, TokenStore,
@@ -131,9 +132,15 @@ impl std::fmt::Debug for LiveToken {
 }
 
 impl LiveToken {
-    /// Takes one request from the token's rate limit (GCRA, kept per node).
-    fn take(&self) -> Result<(), Denial> {
+    /// Takes one request from the token's rate limit: the deployment's when nodes share
+    /// PostgreSQL ([`ClusterLimits`]), else this node's GCRA limiter.
+    fn take(&self, cluster: Option<&ClusterLimits>, now: Timestamp) -> Result<(), Denial> {
         let Some(rate) = &self.rate else { return Ok(()) };
+        if let Some(cluster) = cluster {
+            return cluster
+                .take(self.credential.id, rate.0, now)
+                .map_err(|retry_after_seconds| Denial::RateLimited { retry_after_seconds });
+        }
         rate.1.check().map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             Denial::RateLimited { retry_after_seconds: wait.as_secs() + u64::from(wait.subsec_nanos() > 0) }
@@ -169,11 +176,18 @@ pub struct GatewayState {
     has_imported: std::sync::atomic::AtomicBool,
     /// Signing keys, OAuth clients, revoked access tokens and trusted issuers.
     pub oauth: crate::oauth::OAuthState,
+    /// Set on PostgreSQL: rate limits counted across the nodes.
+    cluster: std::sync::OnceLock<Arc<ClusterLimits>>,
 }
 
 impl GatewayState {
     pub fn new(oauth: crate::oauth::OAuthState) -> GatewayState {
         GatewayState { oauth, ..GatewayState::default() }
+    }
+
+    /// Counts rate limits across the nodes from now on (set once, at start-up).
+    pub fn count_limits_across(&self, cluster: Arc<ClusterLimits>) {
+        let _ = self.cluster.set(cluster);
     }
 
     pub fn instance(&self, id: &InstanceId) -> Option<Arc<LiveInstance>> {
@@ -217,7 +231,11 @@ impl GatewayState {
         required: &[String],
     ) -> Result<Arc<LiveToken>, (Denial, Option<TokenId>)> {
         let live = self.find_token(presented).map_err(|denial| (denial, None))?;
-        match live.credential.check(now, account, instance, client, required).and_then(|()| live.take()) {
+        match live
+            .credential
+            .check(now, account, instance, client, required)
+            .and_then(|()| live.take(self.cluster.get().map(Arc::as_ref), now))
+        {
             Ok(()) => Ok(live),
             // Another account's token is not counted against it here.
             Err(Denial::NotForHere) => Err((Denial::NotForHere, None)),

@@ -33,8 +33,22 @@ pub async fn run(store: SqlStore, state: Arc<GatewayState>, resync_every: Durati
 }
 
 async fn resync(store: &SqlStore, state: &GatewayState) {
-    if let Err(e) = state.resync(store).await {
+    let started = std::time::Instant::now();
+    let result = state.resync(store).await;
+    let outcome = if result.is_ok() { "ok" } else { "failed" };
+    metrics::counter!("tokengate_resyncs_total", "result" => outcome).increment(1);
+    metrics::histogram!("tokengate_resync_duration_seconds").record(started.elapsed().as_secs_f64());
+    if let Err(e) = result {
         tracing::warn!(error = %e, "gateway state resync failed");
+    }
+}
+
+/// Records how long a notice took from its commit (the writer's clock, stamped just
+/// before it committed) to being applied here.
+fn record_lag(sent_ms: Option<i64>) {
+    if let Some(sent) = sent_ms {
+        let lag = (tokengate_core::Timestamp::now().as_millis() - sent).max(0) as f64 / 1000.0;
+        metrics::histogram!("tokengate_change_notice_lag_seconds").record(lag);
     }
 }
 
@@ -43,11 +57,15 @@ async fn listen(store: &SqlStore, state: &GatewayState, resync_every: Duration) 
         let mut listener = match connect(store.url()).await {
             Ok(l) => l,
             Err(e) => {
-                tracing::warn!(error = %e, "change listener cannot connect; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                // Retried often: a change committed as soon as the store is back must
+                // reach this node within a second, so the listener has to be back first.
+                tracing::debug!(error = %e, "change listener cannot connect; retrying");
+                metrics::gauge!("tokengate_change_listener_up").set(0.0);
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        metrics::gauge!("tokengate_change_listener_up").set(1.0);
         // Whatever changed before we were listening is picked up here.
         resync(store, state).await;
         let mut tick = tokio::time::interval(resync_every);
@@ -55,34 +73,44 @@ async fn listen(store: &SqlStore, state: &GatewayState, resync_every: Duration) 
         loop {
             tokio::select! {
                 received = listener.try_recv() => match received {
-                    Ok(Some(notice)) => match Change::decode(notice.payload()) {
-                        Some(change) => {
+                    Ok(Some(notice)) => match Change::decode_stamped(notice.payload()) {
+                        Some((change, sent_ms)) => {
                             if let Err(e) = state.apply(store, change).await {
                                 tracing::warn!(error = %e, "applying a change failed; resyncing");
                                 resync(store, state).await;
                             }
+                            record_lag(sent_ms);
                         }
                         None => tracing::warn!("unknown change notice ignored"),
                     },
-                    // The connection dropped and sqlx reconnected: notices may be lost.
+                    // The connection dropped. Reconnected here rather than by sqlx (whose
+                    // retries back off for seconds): notices sent meanwhile are lost, so
+                    // the reconnection is followed by a resync.
                     Ok(None) => {
-                        tracing::warn!("change listener reconnected; resyncing");
-                        resync(store, state).await;
+                        tracing::warn!("change listener lost its connection; reconnecting");
+                        metrics::gauge!("tokengate_change_listener_up").set(0.0);
+                        break;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "change listener failed; reconnecting");
+                        metrics::gauge!("tokengate_change_listener_up").set(0.0);
                         break;
                     }
                 },
                 _ = tick.tick() => resync(store, state).await,
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
+/// One attempt, failing within half a second when the server is unreachable (the
+/// caller retries every 100 ms, so the listener is back as soon as the server is).
 async fn connect(url: &str) -> Result<PgListener, sqlx::Error> {
-    let mut listener = PgListener::connect(url).await?;
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_millis(500))
+        .connect_lazy(url)?;
+    let mut listener = PgListener::connect_with(&pool).await?;
     listener.listen(CHANGE_CHANNEL).await?;
     Ok(listener)
 }

@@ -42,6 +42,27 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
     })
 }
 
+/// The metrics an operator alerts on (see `deploy/alerts.yml`).
+fn describe_operator_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_gauge!("tokengate_store_up", "1 when the store answered its last ping (every 2 s), else 0");
+    describe_gauge!("tokengate_change_listener_up", "1 while the PostgreSQL change listener is connected");
+    describe_counter!("tokengate_resyncs_total", "Full reloads of the gateway state, by result");
+    describe_histogram!("tokengate_resync_duration_seconds", Unit::Seconds, "Duration of full reloads");
+    describe_histogram!(
+        "tokengate_change_notice_lag_seconds",
+        Unit::Seconds,
+        "From a change's commit on any node to its enforcement on this one"
+    );
+    describe_gauge!("tokengate_usage_buffered_rows", "Usage rows held in memory, not yet in the store");
+    describe_counter!("tokengate_usage_dropped_total", "Requests not counted in usage: the buffer was full");
+    describe_gauge!(
+        "tokengate_rate_limit_reconcile_age_seconds",
+        Unit::Seconds,
+        "Time since this node last reconciled its rate-limit grants with the others"
+    );
+}
+
 const REASONS: [&str; 18] = [
     "instance_not_found",
     "bad_path",
@@ -83,6 +104,7 @@ impl GatewayMetrics {
             "Gateway request latency until response headers"
         );
         metrics::describe_counter!("tokengate_upstream_errors_total", "Upstream failures by kind");
+        describe_operator_metrics();
         GatewayMetrics {
             forwarded: metrics::counter!("tokengate_gateway_requests_total", "outcome" => "forwarded", "reason" => "ok"),
             rejected: REASONS

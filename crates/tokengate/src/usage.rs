@@ -12,7 +12,7 @@ use std::time::Duration;
 use dashmap::DashMap;
 use tokengate_core::{AccountId, Timestamp, TokenId};
 
-use crate::store::{SqlStore, TokenStore, UsageKind, UsageRow, UsageStore};
+use crate::store::{SqlStore, StoreError, TokenStore, UsageKind, UsageRow, UsageStore};
 
 /// Counters are kept per minute; coarser buckets are sums of these.
 pub const BUCKET_MS: i64 = 60_000;
@@ -155,20 +155,25 @@ impl UsageRecorder {
         for (id, at) in &used {
             self.last_used.remove_if(id, |_, v| v == at);
         }
-        if let Err(e) = store.touch_tokens(&used).await {
+        // A stalled store connection must not hold the counts forever: past the
+        // deadline the write is abandoned (rolled back) and retried with the next flush.
+        let deadline = Duration::from_secs(5);
+        let touched = tokio::time::timeout(deadline, store.touch_tokens(&used)).await;
+        if let Err(e) = touched.unwrap_or(Err(StoreError::Backend(sqlx::Error::PoolTimedOut))) {
             tracing::warn!(error = %e, "last-used flush failed; will retry");
             for (id, at) in used {
                 self.last_used.entry(id).and_modify(|v| *v = (*v).max(at)).or_insert(at);
             }
         }
         let rows = self.drain(Timestamp::now());
-        if rows.is_empty() {
-            return;
+        if !rows.is_empty() {
+            let added = tokio::time::timeout(deadline, store.add_usage(&rows)).await;
+            if let Err(e) = added.unwrap_or(Err(StoreError::Backend(sqlx::Error::PoolTimedOut))) {
+                tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; will retry");
+                self.restore(rows);
+            }
         }
-        if let Err(e) = store.add_usage(&rows).await {
-            tracing::warn!(error = %e, rows = rows.len(), "usage flush failed; will retry");
-            self.restore(rows);
-        }
+        metrics::gauge!("tokengate_usage_buffered_rows").set(self.counts.len() as f64);
     }
 
     /// Flushes every `every` until `stop` fires, then once more.

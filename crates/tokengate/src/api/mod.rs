@@ -216,6 +216,33 @@ pub fn router(services: Services) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
-        .with_state(services)
+        .with_state(services.clone())
         .merge(dashboard)
+        .layer(axum::middleware::from_fn_with_state(
+            std::time::Duration::from_millis(services.config.store_timeout_millis.max(1)),
+            store_deadline,
+        ))
+}
+
+/// An admin request still unanswered after `store_timeout_millis` — in practice one
+/// waiting on a store that is unreachable or stalled — answers `503 store_unavailable`
+/// (its transaction, dropped uncommitted, rolls back). Imports stream for as long as
+/// their body does and are left alone.
+async fn store_deadline(
+    axum::extract::State(limit): axum::extract::State<std::time::Duration>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.uri().path().ends_with("/tokens/import") {
+        return next.run(req).await;
+    }
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let unavailable = crate::store::StoreError::Backend(sqlx::Error::PoolTimedOut);
+            axum::response::IntoResponse::into_response(error::ApiError::from(crate::service::ServiceError::Store(
+                unavailable,
+            )))
+        }
+    }
 }

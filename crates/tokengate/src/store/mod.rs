@@ -14,7 +14,7 @@ mod model;
 mod sql;
 
 pub use model::*;
-pub use sql::{Backend, CHANGE_CHANNEL, SqlStore, WEBHOOK_EVENTS};
+pub use sql::{Backend, CHANGE_CHANNEL, GrantRow, NodeSeen, SqlStore, WEBHOOK_EVENTS};
 
 use tokengate_core::{AccountId, ClientId, Digest, InstanceId, IssuerId, MemberId, Timestamp, TokenId};
 
@@ -70,6 +70,20 @@ impl Change {
             Change::OAuthClients => "oauth_clients".to_string(),
             Change::RevokedJtis => "revoked_jtis".to_string(),
             Change::TrustedIssuers => "trusted_issuers".to_string(),
+        }
+    }
+
+    /// The notice's payload: the change and the writer's clock just before it
+    /// committed (`token:<id>@<unix ms>`), for the notice-lag metric.
+    pub fn encode_stamped(&self, at: Timestamp) -> String {
+        format!("{}@{}", self.encode(), at.as_millis())
+    }
+
+    /// Reads [`Change::encode_stamped`] (or an unstamped payload).
+    pub fn decode_stamped(s: &str) -> Option<(Change, Option<i64>)> {
+        match s.rsplit_once('@') {
+            Some((change, ms)) => Some((Change::decode(change)?, ms.parse().ok())),
+            None => Some((Change::decode(s)?, None)),
         }
     }
 

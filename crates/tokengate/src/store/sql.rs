@@ -20,10 +20,13 @@ pub use webhooks::EVENTS as WEBHOOK_EVENTS;
 
 mod leaks;
 mod oauth;
+mod rate_grants;
 mod rooms;
 mod sessions;
 mod tokens;
 mod webhooks;
+
+pub use rate_grants::{GrantRow, NodeSeen};
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -200,7 +203,7 @@ impl SqlStore {
             // Delivered to every listening node when (and only if) the transaction commits.
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANGE_CHANNEL)
-                .bind(change.encode())
+                .bind(change.encode_stamped(Timestamp::now()))
                 .execute(&mut **tx)
                 .await?;
         }

@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use crate::helpers::TestApp;
 
 /// A PostgreSQL cluster this test owns (its own data directory and port).
-struct Cluster {
+pub struct Cluster {
     bin: PathBuf,
     dir: PathBuf,
-    port: u16,
+    pub port: u16,
 }
 
 impl Cluster {
@@ -29,7 +29,7 @@ impl Cluster {
         assert!(status.success(), "{args:?}");
     }
 
-    fn create() -> Cluster {
+    pub fn create() -> Cluster {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
             .unwrap()
             .filter_map(Result::ok)
@@ -56,7 +56,7 @@ impl Cluster {
         cluster
     }
 
-    fn start(&self) {
+    pub fn start(&self) {
         let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self.dir.display());
         let data = self.dir.join("data");
         let log = self.dir.join("log");
@@ -73,7 +73,7 @@ impl Cluster {
         ]);
     }
 
-    fn stop(&self) {
+    pub fn stop(&self) {
         let data = self.dir.join("data");
         self.as_postgres(&[
             self.bin.join("pg_ctl").to_str().unwrap(),
@@ -86,7 +86,7 @@ impl Cluster {
         ]);
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 }
@@ -109,7 +109,7 @@ fn rand_suffix() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos().into()
 }
 
-async fn eventually<F: AsyncFn() -> bool>(what: &str, f: F) {
+pub async fn eventually<F: AsyncFn() -> bool>(what: &str, f: F) {
     for _ in 0..600 {
         if f().await {
             return;
@@ -166,10 +166,275 @@ async fn the_store_goes_away_and_comes_back() {
     let (_, listed) = a.admin(Method::GET, &format!("/v1/accounts/{account}/tokens"), None).await;
     let id = listed["items"][0]["id"].as_str().unwrap().to_string();
     assert_eq!(a.admin(Method::DELETE, &format!("/v1/tokens/{id}"), None).await.0, StatusCode::NO_CONTENT);
+    let acknowledged = std::time::Instant::now();
     assert_eq!(send(&a, &key).await, StatusCode::UNAUTHORIZED);
     eventually("node B refuses the revoked key", async || send(&b, &key).await == StatusCode::UNAUTHORIZED).await;
+    // Measured, not asserted (SPEC §5's 1 s is a benchmark figure): shown with --no-capture.
+    eprintln!("revocation after the outage enforced on node B {:?} after its acknowledgement", acknowledged.elapsed());
     // Nothing acknowledged was lost: the account created before the outage is there.
     assert_eq!(a.admin(Method::GET, &format!("/v1/accounts/{account}"), None).await.0, StatusCode::OK);
     a.stop().await;
     b.stop().await;
+}
+
+/// A TCP proxy in front of PostgreSQL that the test can cut (every connection closed,
+/// new ones refused) or stall (connections held open, nothing forwarded).
+pub struct StoreProxy {
+    pub port: u16,
+    mode: tokio::sync::watch::Sender<ProxyMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyMode {
+    Pass,
+    Cut,
+    Stall,
+}
+
+impl StoreProxy {
+    pub async fn start(target_port: u16) -> StoreProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (mode, watch) = tokio::sync::watch::channel(ProxyMode::Pass);
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else { return };
+                let mut watch = watch.clone();
+                tokio::spawn(async move {
+                    let current = *watch.borrow();
+                    match current {
+                        ProxyMode::Cut => return,
+                        // Held open, never answered, until the proxy passes again.
+                        ProxyMode::Stall => {
+                            let _ = watch.wait_for(|m| *m != ProxyMode::Stall).await;
+                            return;
+                        }
+                        ProxyMode::Pass => {}
+                    }
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", target_port)).await else { return };
+                    relay(client, server, watch).await;
+                });
+            }
+        });
+        StoreProxy { port, mode }
+    }
+
+    pub fn set(&self, mode: ProxyMode) {
+        self.mode.send_replace(mode);
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+/// Copies both ways while the mode is `Pass`; stops copying (holding both sockets)
+/// on `Stall` until it passes again; drops both on `Cut`.
+async fn relay(
+    mut client: tokio::net::TcpStream,
+    mut server: tokio::net::TcpStream,
+    mut mode: tokio::sync::watch::Receiver<ProxyMode>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut a, mut b) = ([0u8; 8192], [0u8; 8192]);
+    loop {
+        if *mode.borrow() == ProxyMode::Stall
+            && mode.wait_for(|m| *m != ProxyMode::Stall).await.map(|m| *m == ProxyMode::Cut).unwrap_or(true)
+        {
+            return;
+        }
+        if *mode.borrow() == ProxyMode::Cut {
+            return;
+        }
+        tokio::select! {
+            n = client.read(&mut a) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if server.write_all(&a[..n]).await.is_err() { return },
+            },
+            n = server.read(&mut b) => match n {
+                Ok(0) | Err(_) => return,
+                Ok(n) => if client.write_all(&b[..n]).await.is_err() { return },
+            },
+            _ = mode.changed() => {}
+        }
+    }
+}
+
+/// PostgreSQL restarted in the middle of a run of admin writes: every acknowledged
+/// write is there afterwards with its audit entry, every refused one is absent, and
+/// refusals are `503 store_unavailable` (never a 500).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_across_a_store_restart_are_all_or_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let cluster = Cluster::create();
+    let a = TestApp::spawn_with(Some(cluster.url()), |_| {}).await;
+    let account = a.create_account("writes").await;
+    let (stop, acknowledged) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let writer = {
+        let (http, token) = (a.http.clone(), a.admin_token.clone());
+        let url = a.url(&format!("/v1/accounts/{account}/tokens"));
+        let (stop, acknowledged) = (Arc::clone(&stop), Arc::clone(&acknowledged));
+        tokio::spawn(async move {
+            let mut results = Vec::new();
+            for n in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let name = format!("w{n}");
+                let body = json!({"name": name, "kind": "api_key", "scopes": ["messages:send"]});
+                let response = http.post(&url).bearer_auth(&token).json(&body).send().await.unwrap();
+                let status = response.status();
+                let body: Value = response.json().await.unwrap();
+                if status == StatusCode::CREATED {
+                    acknowledged.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+                    assert_eq!(body["code"], "store_unavailable");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                results.push((name, status));
+            }
+            results
+        })
+    };
+    eventually("writes are acknowledged", async || acknowledged.load(Ordering::Relaxed) >= 10).await;
+    cluster.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.start();
+    let before = acknowledged.load(Ordering::Relaxed);
+    eventually("writes are acknowledged again", async || acknowledged.load(Ordering::Relaxed) >= before + 10).await;
+    stop.store(true, Ordering::Relaxed);
+    let results = writer.await.unwrap();
+    let refused: Vec<&String> = results.iter().filter(|(_, s)| *s != StatusCode::CREATED).map(|(n, _)| n).collect();
+    assert!(!refused.is_empty(), "some writes met the stopped store");
+
+    let (_, listed) = a.admin(Method::GET, &format!("/v1/accounts/{account}/tokens"), None).await;
+    let present: std::collections::HashSet<&str> =
+        listed["items"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    for (name, status) in &results {
+        assert_eq!(present.contains(name.as_str()), *status == StatusCode::CREATED, "{name}: answered {status}");
+    }
+    let (_, audit) = a.admin(Method::GET, &format!("/v1/accounts/{account}/audit?limit=1000"), None).await;
+    let created = audit["items"].as_array().unwrap().iter().filter(|e| e["action"] == "token.created").count();
+    assert_eq!(created, present.len(), "one audit entry per token, none without");
+    a.stop().await;
+}
+
+/// A node SIGKILLed under load: the other answers every request right throughout;
+/// the restarted node has every change acknowledged while it was gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_killed_under_load() {
+    use crate::process::Server;
+    let cluster = Cluster::create();
+    let a = TestApp::spawn_with(Some(cluster.url()), |_| {}).await;
+    let account = a.create_account("kill").await;
+    let instance = a.ruled_instance(&account).await;
+    let mk = async |name: &str| {
+        let body = json!({"name": name, "kind": "api_key", "scopes": ["messages:send"]});
+        let t = a.create_token(&account, body).await;
+        (t["id"].as_str().unwrap().to_string(), t["token"].as_str().unwrap().to_string())
+    };
+    let (_, kept) = mk("kept").await;
+    let (doomed_id, doomed) = mk("doomed").await;
+    let dir = tempfile::tempdir().unwrap();
+    let b = Server::start(dir.path(), Some(&cluster.url()), &[]);
+    let path = format!("/instances/{}/token/{}/send-text", instance.0, instance.1);
+    let send = async |base: &str, key: &str| {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        client.post(format!("{base}{path}")).bearer_auth(key).send().await.unwrap().status()
+    };
+    assert_eq!(send(&format!("http://{}", b.addr), &kept).await, StatusCode::OK);
+
+    let load = {
+        let (http, url, kept) = (a.http.clone(), a.url(&path), kept.clone());
+        tokio::spawn(async move {
+            let mut answered = 0;
+            for i in 0..300 {
+                let (key, want) = if i % 3 == 0 {
+                    ("tgk_000000000000000000000000000000000000", StatusCode::UNAUTHORIZED)
+                } else {
+                    (kept.as_str(), StatusCode::OK)
+                };
+                let status = http.post(&url).bearer_auth(key).send().await.unwrap().status();
+                assert_eq!(status, want, "request {i} to the surviving node");
+                answered += 1;
+            }
+            answered
+        })
+    };
+    b.signal("-KILL");
+    drop(b);
+    // Changes acknowledged while B is gone.
+    assert_eq!(a.admin(Method::DELETE, &format!("/v1/tokens/{doomed_id}"), None).await.0, StatusCode::NO_CONTENT);
+    let (_, fresh) = mk("fresh").await;
+    assert_eq!(load.await.unwrap(), 300);
+
+    let b = Server::start(dir.path(), Some(&cluster.url()), &[]);
+    let base = format!("http://{}", b.addr);
+    assert_eq!(send(&base, &doomed).await, StatusCode::UNAUTHORIZED, "revoked while it was down");
+    assert_eq!(send(&base, &fresh).await, StatusCode::OK, "created while it was down");
+    assert_eq!(send(&base, &kept).await, StatusCode::OK);
+    a.stop().await;
+}
+
+/// A node started while PostgreSQL is down waits for it, saying so on `/readyz`
+/// (`/healthz` is up), and becomes ready by itself once the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_while_the_store_is_down_waits_for_it() {
+    use crate::process::Server;
+    let cluster = Cluster::create();
+    cluster.stop();
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = Server::start_waiting(dir.path(), &cluster.url(), &[]);
+    let http = reqwest::Client::builder().no_proxy().build().unwrap();
+    let health = http.get(node.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    for path in ["/readyz", "/v1/accounts"] {
+        let ready = http.get(node.url(path)).send().await.unwrap();
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        let body: Value = ready.json().await.unwrap();
+        assert_eq!(body["code"], "store_unavailable", "{path}");
+    }
+    cluster.start();
+    node.wait_for("tokengate ready");
+    let ready = http.get(node.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::OK);
+    let (status, body) = node.admin(Method::POST, "/v1/accounts", Some(json!({"name": "late"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+}
+
+/// The store connection dropped, then stalled, by a TCP proxy (PostgreSQL itself keeps
+/// running): the gateway serves from memory, admin writes and `/readyz` answer 503
+/// (the stall within `store_timeout_millis`), and everything recovers by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_connection_dropped_and_stalled() {
+    let cluster = Cluster::create();
+    let proxy = StoreProxy::start(cluster.port).await;
+    let a = TestApp::spawn_with(Some(proxy.url()), |_| {}).await;
+    let account = a.create_account("proxy").await;
+    let instance = a.ruled_instance(&account).await;
+    let key = a.create_token(&account, json!({"name": "k", "kind": "api_key", "scopes": ["messages:send"]})).await;
+    let key = key["token"].as_str().unwrap().to_string();
+    for mode in [ProxyMode::Cut, ProxyMode::Stall] {
+        proxy.set(mode);
+        let sent = a.bearer(&instance, Method::POST, "/send-text", Some(&key)).await;
+        assert_eq!(sent.status(), StatusCode::OK, "{mode:?}: served from memory");
+        let (status, body) = a.admin(Method::POST, "/v1/accounts", Some(json!({"name": "during"}))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{mode:?}: {body}");
+        assert_eq!(body["code"], "store_unavailable");
+        let ready = a.http.get(a.url("/readyz")).send().await.unwrap();
+        assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE, "{mode:?}");
+        let health = a.http.get(a.url("/healthz")).send().await.unwrap();
+        assert_eq!(health.status(), StatusCode::OK, "{mode:?}");
+        proxy.set(ProxyMode::Pass);
+        eventually("admin writes work again", async || {
+            a.admin(Method::POST, "/v1/accounts", Some(json!({"name": "after"}))).await.0 == StatusCode::CREATED
+        })
+        .await;
+    }
+    let (_, accounts) = a.admin(Method::GET, "/v1/accounts", None).await;
+    let names: Vec<&str> = accounts["items"].as_array().unwrap().iter().map(|x| x["name"].as_str().unwrap()).collect();
+    assert!(!names.contains(&"during"), "a refused write is not there: {names:?}");
+    a.stop().await;
 }

@@ -314,10 +314,6 @@ impl TestApp {
     }
 }
 
-pub fn read_admin_token(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("admin-token")).expect("admin-token file").trim().to_string()
-}
-
 pub const NULL_NOT_ALLOWED: &str = r#"{"error":"null not allowed"}"#;
 pub const CLIENT_TOKEN_NOT_ALLOWED: &str = r#"{"error":"Client-Token not allowed"}"#;
 

@@ -7,6 +7,7 @@
 mod helpers;
 
 mod admin_api;
+mod cluster_limits;
 mod corpus;
 mod dashboard;
 mod drills;

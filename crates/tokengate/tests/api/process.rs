@@ -10,7 +10,7 @@ use std::time::Duration;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::helpers::{NULL_NOT_ALLOWED, StoreKind, Upstream, binary, fresh_postgres_database, read_admin_token};
+use crate::helpers::{NULL_NOT_ALLOWED, StoreKind, Upstream, binary, fresh_postgres_database};
 use crate::on_both_stores;
 
 on_both_stores!(acknowledged_writes_survive_sigkill);
@@ -22,10 +22,45 @@ pub struct Server {
     log: Arc<Mutex<String>>,
     http: reqwest::Client,
     pub admin_token: String,
+    events: std::sync::mpsc::Receiver<(String, String)>,
+    data_dir: std::path::PathBuf,
 }
 
 impl Server {
+    /// Starts `tokengate serve` and waits until it is ready.
     pub fn start(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> Server {
+        let mut server = Self::spawn(data_dir, database_url, extra);
+        server.wait_for("tokengate ready");
+        server
+    }
+
+    /// Starts `tokengate serve` on a store it cannot reach yet: returns once it says
+    /// it is waiting (and already answers on its address).
+    pub fn start_waiting(data_dir: &Path, database_url: &str, extra: &[&str]) -> Server {
+        let mut server = Self::spawn(data_dir, Some(database_url), extra);
+        server.wait_for("waiting for the store");
+        server
+    }
+
+    /// Waits (up to a minute) for the log line `message`; takes its `listen` address
+    /// and, once there is one, the admin token.
+    pub fn wait_for(&mut self, message: &str) {
+        loop {
+            match self.events.recv_timeout(Duration::from_secs(60)) {
+                Ok((m, listen)) if m == message => {
+                    self.addr = listen;
+                    break;
+                }
+                Ok(_) => {}
+                Err(_) => panic!("server never said {message:?}: {}", self.log.lock().unwrap()),
+            }
+        }
+        self.admin_token = std::fs::read_to_string(self.data_dir.join("admin-token"))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
+    }
+
+    fn spawn(data_dir: &Path, database_url: Option<&str>, extra: &[&str]) -> Server {
         let mut cmd = Command::new(binary());
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "debug", "--data-dir"])
             .arg(data_dir)
@@ -38,33 +73,38 @@ impl Server {
         }
         let mut child = cmd.spawn().unwrap();
         let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, events) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
         let sink = Arc::clone(&log);
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Ok(v) = serde_json::from_str::<Value>(&line)
-                    && v["message"] == "tokengate ready"
+                    && (v["message"] == "tokengate ready" || v["message"] == "waiting for the store")
                 {
-                    let _ = tx.send(v["listen"].as_str().unwrap_or_default().to_string());
+                    let message = v["message"].as_str().unwrap_or_default().to_string();
+                    let _ = tx.send((message, v["listen"].as_str().unwrap_or_default().to_string()));
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
                 log.push('\n');
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(60))
-            .unwrap_or_else(|_| panic!("server did not start: {}", log.lock().unwrap()));
-        let admin_token = read_admin_token(data_dir);
-        Server { child, addr, log, http: reqwest::Client::builder().no_proxy().build().unwrap(), admin_token }
+        Server {
+            child,
+            addr: String::new(),
+            log,
+            http: reqwest::Client::builder().no_proxy().build().unwrap(),
+            admin_token: String::new(),
+            events,
+            data_dir: data_dir.to_path_buf(),
+        }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
         let mut req = self.http.request(method, self.url(path)).bearer_auth(&self.admin_token);
         if let Some(b) = body {
             req = req.json(&b);
@@ -74,7 +114,7 @@ impl Server {
         (status, res.json().await.unwrap_or(Value::Null))
     }
 
-    async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
+    pub async fn get(&self, path: &str, headers: &[(&str, &str)]) -> (StatusCode, String) {
         let mut req = self.http.get(self.url(path));
         for (k, v) in headers {
             req = req.header(*k, *v);
