@@ -65,6 +65,7 @@ cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if command -v cargo-nextest >/dev/null; then
   cargo nextest run --workspace --locked --no-fail-fast
+  cargo test --workspace --doc --locked
 else
   cargo test --workspace --locked --no-fail-fast
 fi

@@ -6,11 +6,10 @@ use std::io::BufRead;
 
 use clap::Subcommand;
 use reqwest::Method;
-use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::cli::Remote;
-use crate::client::AdminClient;
+use tokengate_client::AdminClient;
 
 /// Every admin route and the command that calls it (`tokengate <command> --help` works
 /// for each). The OAuth protocol endpoints and GitHub's leak endpoint are for other
@@ -68,8 +67,10 @@ pub const ROUTES: &[(&str, &str, &str)] = &[
 pub enum MembersCommand {
     /// Add a member; the password is read from TOKENGATE_MEMBER_PASSWORD or stdin.
     Create {
+        /// The account's id.
         #[arg(long)]
         account: String,
+        /// The member's email address (their login).
         #[arg(long)]
         email: String,
         /// `owner`, `admin`, `developer` or `viewer`.
@@ -78,17 +79,22 @@ pub enum MembersCommand {
     },
     /// List an account's members.
     List {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
     /// Remove a member: its personal tokens are revoked and its sessions end.
-    Remove { id: String },
+    Remove {
+        /// The id of the object.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum WebhooksCommand {
     /// Add a webhook; its `whsec_` signing secret is printed once.
     Create {
+        /// The account's id.
         #[arg(long)]
         account: String,
         /// The receiver's URL (`--url` is the server's).
@@ -101,17 +107,23 @@ pub enum WebhooksCommand {
     },
     /// List an account's webhooks.
     List {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
+    /// Show one.
     Show {
+        /// The id of the object.
         id: String,
     },
+    /// Delete one.
     Delete {
+        /// The id of the object.
         id: String,
     },
     /// The latest delivery attempts, newest first.
     Deliveries {
+        /// The id of the object.
         id: String,
     },
 }
@@ -120,18 +132,22 @@ pub enum WebhooksCommand {
 pub enum ReportsCommand {
     /// Allowed and rejected requests to the account's instances over time.
     Usage {
+        /// The account's id.
         #[arg(long)]
         account: String,
         /// RFC 3339 time or Unix seconds (default: 24 hours ago).
         #[arg(long)]
         since: Option<String>,
+        /// Width of each usage bucket, in seconds (60 to 86400).
         #[arg(long)]
         bucket_seconds: Option<u64>,
     },
     /// The account's audit log, newest first.
     Audit {
+        /// The account's id.
         #[arg(long)]
         account: String,
+        /// How many entries at most (1 to 1000).
         #[arg(long)]
         limit: Option<u32>,
     },
@@ -145,6 +161,7 @@ pub enum LeaksCommand {
         /// Where they were found (`--url` is the server's).
         #[arg(long)]
         found_at: Option<String>,
+        /// Where the leak was found (free text, e.g. a scanner's name).
         #[arg(long)]
         source: Option<String>,
     },
@@ -160,7 +177,7 @@ pub async fn show(
     body: Option<Value>,
 ) -> anyhow::Result<()> {
     let deleting = method == Method::DELETE;
-    let answer = client.call_json(method, path, body).await?;
+    let answer = client.call_json(method, path, body.as_ref()).await?;
     if deleting && answer.is_null() {
         return remote.print(&json!({ "deleted": path }), || format!("deleted: {path}"));
     }
@@ -184,8 +201,10 @@ pub async fn members(command: MembersCommand, remote: Remote) -> anyhow::Result<
     let client = remote.client()?;
     match command {
         MembersCommand::Create { account, email, role } => {
-            let password = secrecy::SecretString::from(read_secret("TOKENGATE_MEMBER_PASSWORD")?);
-            let body = json!({ "email": email, "role": role, "password": password.expose_secret() });
+            let password = tokengate_proto::Secret::new(read_secret("TOKENGATE_MEMBER_PASSWORD")?);
+            let role = serde_json::from_value(Value::String(role.clone()))
+                .map_err(|_| anyhow::anyhow!("--role: {role:?} is not owner, admin, developer or viewer"))?;
+            let body = serde_json::to_value(tokengate_proto::accounts::CreateMember { email, password, role })?;
             show(&client, &remote, Method::POST, &format!("/v1/accounts/{account}/members"), Some(body)).await
         }
         MembersCommand::List { account } => {
@@ -201,7 +220,7 @@ pub async fn webhooks(command: WebhooksCommand, remote: Remote) -> anyhow::Resul
     let client = remote.client()?;
     match command {
         WebhooksCommand::Create { account, endpoint, events } => {
-            let body = json!({ "url": endpoint, "events": events });
+            let body = serde_json::to_value(tokengate_proto::webhooks::NewWebhook { url: endpoint, events })?;
             show(&client, &remote, Method::POST, &format!("/v1/accounts/{account}/webhooks"), Some(body)).await
         }
         WebhooksCommand::List { account } => {
@@ -248,11 +267,12 @@ pub async fn leaks(command: LeaksCommand, remote: Remote) -> anyhow::Result<()> 
     let http = reqwest::Client::builder().timeout(std::time::Duration::from_secs(30)).build()?;
     let mut received = 0u64;
     for chunk in tokens.chunks(100) {
-        let body = json!({ "tokens": chunk, "url": url, "source": source });
+        let body =
+            tokengate_proto::leaks::LeakReport { tokens: chunk.to_vec(), url: url.clone(), source: source.clone() };
         let res = http.post(format!("{}/v1/leaks", remote.url.trim_end_matches('/'))).json(&body).send().await?;
         anyhow::ensure!(res.status().is_success(), "the server answered {}", res.status());
-        let answer: Value = res.json().await?;
-        received += answer.get("received").and_then(Value::as_u64).unwrap_or(0);
+        let answer: tokengate_proto::leaks::LeakReceived = res.json().await?;
+        received += answer.received as u64;
     }
     remote.print(&json!({ "received": received }), || format!("{received} reported"))
 }

@@ -7,8 +7,10 @@ use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
-use crate::client::{AdminClient, ApiToken, SecurityToken};
 use crate::config::{Config, LogFormat};
+use tokengate_client::AdminClient;
+use tokengate_proto::model::ApiToken;
+use tokengate_proto::{accounts, instances, oauth, rooms, security_token, tokens};
 
 #[derive(Parser)]
 #[command(name = "tokengate", version, about = "Self-hosted API-token gateway")]
@@ -21,6 +23,12 @@ pub struct Cli {
 pub enum Command {
     /// Create the store and print the first admin token as JSON.
     Init(ServerArgs),
+    /// Print a shell completion script (e.g. `tokengate completions bash >
+    /// /etc/bash_completion.d/tokengate`).
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
     /// Run the gateway, the admin API and the metrics endpoint.
     Serve(ServeArgs),
     /// Manage accounts.
@@ -146,6 +154,7 @@ pub struct ServeArgs {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub public_url: Option<String>,
+    /// Log format: text or json.
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
@@ -197,15 +206,20 @@ pub struct Remote {
 pub enum AccountsCommand {
     /// Create an account.
     Create {
+        /// A name for people (1 to 200 characters).
         #[arg(long)]
         name: String,
     },
     /// List accounts.
     List,
     /// Show one account.
-    Show { id: String },
+    Show {
+        /// The id of the object.
+        id: String,
+    },
     /// Set the account's IP allowlist (no --cidr: turn it off).
     SetIpAllowlist {
+        /// The id of the object.
         id: String,
         /// A CIDR (repeat for more).
         #[arg(long = "cidr")]
@@ -217,25 +231,35 @@ pub enum AccountsCommand {
 pub enum InstancesCommand {
     /// Create an instance; prints its token once.
     Create {
+        /// The account's id.
         #[arg(long)]
         account: String,
+        /// A name for people (1 to 200 characters).
         #[arg(long)]
         name: String,
+        /// The API this instance forwards to (http:// or https://).
         #[arg(long)]
         upstream_url: String,
     },
     /// List an account's instances.
     List {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
     /// Show one instance.
-    Show { id: String },
+    Show {
+        /// The id of the object.
+        id: String,
+    },
     /// Change an instance's name, upstream or route rules.
     Update {
+        /// The id of the object.
         id: String,
+        /// A name for people (1 to 200 characters).
         #[arg(long)]
         name: Option<String>,
+        /// The API this instance forwards to (http:// or https://).
         #[arg(long)]
         upstream_url: Option<String>,
         /// A JSON file with the route rules (`[{"methods", "path", "scopes"}]`).
@@ -243,15 +267,20 @@ pub enum InstancesCommand {
         rules_file: Option<PathBuf>,
     },
     /// Delete an instance (its token stops working at once).
-    Delete { id: String },
+    Delete {
+        /// The id of the object.
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
 pub enum TokensCommand {
     /// Issue a token; prints it once.
     Create {
+        /// The account's id.
         #[arg(long)]
         account: String,
+        /// A name for people (1 to 200 characters).
         #[arg(long)]
         name: String,
         /// `api-key` or `personal`.
@@ -263,6 +292,7 @@ pub enum TokensCommand {
         /// A scope (repeat for more), e.g. `messages:send` or `messages:*`.
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
+        /// Lifetime in seconds (no expiry when left out).
         #[arg(long)]
         expires_in_seconds: Option<u64>,
         /// A CIDR the token may be used from (repeat for more).
@@ -277,22 +307,32 @@ pub enum TokensCommand {
     },
     /// List an account's tokens (never their secrets).
     List {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
     /// Show one token.
-    Show { id: String },
+    Show {
+        /// The id of the object.
+        id: String,
+    },
     /// A new token with the same settings; the old one works for the grace period.
     Rotate {
+        /// The id of the object.
         id: String,
+        /// How long the previous secret keeps working, in seconds.
         #[arg(long, default_value_t = 0)]
         grace_seconds: u64,
     },
     /// Revoke at once.
-    Revoke { id: String },
+    Revoke {
+        /// The id of the object.
+        id: String,
+    },
     /// Import existing keys (their text, or only their SHA-256) from another system's
     /// export; a progress bar on a terminal, plain counts otherwise.
     Import {
+        /// The account's id.
         #[arg(long)]
         account: String,
         /// `kong` (key-auth export, `GET /key-auths` JSON pages) or `csv`
@@ -308,15 +348,18 @@ pub enum TokensCommand {
     /// Ask whether a token is valid (reads it from TOKENGATE_VERIFY_TOKEN or stdin, so it
     /// does not show up in the process list).
     Verify {
+        /// Scopes to require (repeat the flag for several).
         #[arg(long = "scope")]
         scopes: Vec<String>,
     },
     /// A token's allowed and rejected requests over time.
     Usage {
+        /// The id of the object.
         id: String,
         /// RFC 3339 time or Unix seconds (default: 24 hours ago).
         #[arg(long)]
         since: Option<String>,
+        /// Width of each usage bucket, in seconds (60 to 86400).
         #[arg(long)]
         bucket_seconds: Option<u64>,
     },
@@ -326,22 +369,28 @@ pub enum TokensCommand {
 pub enum OAuthClientsCommand {
     /// Create a client; its secret (`tgs_…`) is printed once.
     Create {
+        /// The account's id.
         #[arg(long)]
         account: String,
+        /// A name for people (1 to 200 characters).
         #[arg(long)]
         name: String,
         /// A scope the client may ask for (repeat the flag for more).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
     },
+    /// List them.
     List {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
     /// Delete a client; its access tokens stop working at once.
     Delete {
+        /// The account's id.
         #[arg(long)]
         account: String,
+        /// The OAuth client's id.
         #[arg(long)]
         client_id: String,
     },
@@ -359,7 +408,9 @@ pub enum SigningKeysCommand {
 
 #[derive(Subcommand)]
 pub enum TrustedIssuersCommand {
+    /// Create one.
     Create {
+        /// The account's id.
         #[arg(long)]
         account: String,
         /// The exact `iss` of the IdP's tokens.
@@ -375,13 +426,18 @@ pub enum TrustedIssuersCommand {
         #[arg(long)]
         scopes_claim: Option<String>,
     },
+    /// List them.
     List {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
+    /// Delete one.
     Delete {
+        /// The account's id.
         #[arg(long)]
         account: String,
+        /// The id of the object.
         #[arg(long)]
         id: String,
     },
@@ -392,20 +448,25 @@ pub enum RoomAppsCommand {
     /// Register an app; the 32-character server secret is read from
     /// TOKENGATE_ROOM_SECRET or stdin (never from the command line).
     Create {
+        /// The account's id.
         #[arg(long)]
         account: String,
+        /// The room app's numeric id.
         #[arg(long)]
         app_id: u32,
     },
     /// List an account's room apps (never their secrets).
     List {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
     /// Delete a room app: its room tokens stop verifying.
     Delete {
+        /// The account's id.
         #[arg(long)]
         account: String,
+        /// The room app's numeric id.
         #[arg(long)]
         app_id: u32,
     },
@@ -415,19 +476,25 @@ pub enum RoomAppsCommand {
 pub enum RoomTokensCommand {
     /// Issue a room token.
     Issue {
+        /// The account's id.
         #[arg(long)]
         account: String,
+        /// The room app's numeric id.
         #[arg(long)]
         app_id: u32,
+        /// The user the room token is for.
         #[arg(long)]
         user_id: String,
         /// Empty or absent: any room.
         #[arg(long)]
         room_id: Option<String>,
+        /// Grant the login-room privilege.
         #[arg(long)]
         login_room: bool,
+        /// Grant the publish-stream privilege.
         #[arg(long)]
         publish_stream: bool,
+        /// Lifetime of the room token, in seconds.
         #[arg(long, default_value_t = 3600)]
         ttl_seconds: u64,
         /// `gcm` (default) or `cbc` (legacy layout).
@@ -436,8 +503,10 @@ pub enum RoomTokensCommand {
     },
     /// Verify a room token read from TOKENGATE_ROOM_TOKEN or stdin.
     Verify {
+        /// The room app's numeric id.
         #[arg(long)]
         app_id: u32,
+        /// The room the token must be for (any room when left out).
         #[arg(long)]
         room_id: Option<String>,
         /// `login_room` or `publish_stream`.
@@ -461,7 +530,9 @@ pub async fn room_apps(command: RoomAppsCommand, remote: Remote) -> anyhow::Resu
     match command {
         RoomAppsCommand::Create { account, app_id } => {
             let secret = secret_input("TOKENGATE_ROOM_SECRET")?;
-            let app = client.create_room_app(&account, app_id, &secret).await?;
+            let body =
+                rooms::NewRoomApp { app_id: u64::from(app_id), server_secret: tokengate_proto::Secret::new(secret) };
+            let app = client.create_room_app(&account, &body).await?;
             remote.print(&app, || format!("room app {app_id} created"))
         }
         RoomAppsCommand::List { account } => {
@@ -475,22 +546,26 @@ pub async fn room_apps(command: RoomAppsCommand, remote: Remote) -> anyhow::Resu
     }
 }
 
-/// A string field of an API answer, or empty.
-fn field<'a>(value: &'a serde_json::Value, name: &str) -> &'a str {
-    value.get(name).and_then(serde_json::Value::as_str).unwrap_or_default()
+/// A command-line word read as the API's enum of that name (`gcm`, `login_room`…).
+fn word<T: serde::de::DeserializeOwned>(value: &str, flag: &str) -> anyhow::Result<T> {
+    serde_json::from_value(serde_json::Value::String(value.to_string()))
+        .map_err(|_| anyhow::anyhow!("{flag}: {value:?} is not one of the accepted values"))
+}
+
+/// An id given on the command line.
+fn id<T: std::str::FromStr>(value: &str, what: &str) -> anyhow::Result<T> {
+    value.parse().map_err(|_| anyhow::anyhow!("{value:?} is not a valid {what} id"))
 }
 
 pub async fn oauth_clients(command: OAuthClientsCommand, remote: Remote) -> anyhow::Result<()> {
     let client = remote.client()?;
     match command {
         OAuthClientsCommand::Create { account, name, scopes } => {
-            let created =
-                client.create_oauth_client(&account, serde_json::json!({ "name": name, "scopes": scopes })).await?;
+            let created = client.create_oauth_client(&account, &oauth::NewOAuthClient { name, scopes }).await?;
             remote.print(&created, || {
                 format!(
                     "client_id {}\nclient_secret {} (shown once: store it now)",
-                    field(&created, "client_id"),
-                    field(&created, "client_secret")
+                    created.client_id, created.client_secret
                 )
             })
         }
@@ -499,14 +574,7 @@ pub async fn oauth_clients(command: OAuthClientsCommand, remote: Remote) -> anyh
             remote.print(&clients, || {
                 clients
                     .iter()
-                    .map(|c| {
-                        format!(
-                            "{}  {}  {}",
-                            field(c, "client_id"),
-                            field(c, "name"),
-                            c.get("scopes").unwrap_or(&serde_json::Value::Null)
-                        )
-                    })
+                    .map(|c| format!("{}  {}  {}", c.client_id, c.name, c.scopes.join(" ")))
                     .collect::<Vec<_>>()
                     .join("\n")
             })
@@ -523,7 +591,7 @@ pub async fn signing_keys(command: SigningKeysCommand, remote: Remote) -> anyhow
     match command {
         SigningKeysCommand::Rotate { alg } => {
             let key = client.rotate_signing_key(alg.as_deref()).await?;
-            remote.print(&key, || format!("signing key {} ({})", field(&key, "kid"), field(&key, "alg")))
+            remote.print(&key, || format!("signing key {} ({})", key.kid, key.alg))
         }
     }
 }
@@ -532,18 +600,16 @@ pub async fn trusted_issuers(command: TrustedIssuersCommand, remote: Remote) -> 
     let client = remote.client()?;
     match command {
         TrustedIssuersCommand::Create { account, issuer, jwks_uri, audience, scopes_claim } => {
-            let body = serde_json::json!({
-                "issuer": issuer, "jwks_uri": jwks_uri, "audience": audience, "scopes_claim": scopes_claim,
-            });
-            let created = client.create_trusted_issuer(&account, body).await?;
-            remote.print(&created, || format!("trusted issuer {} created", field(&created, "id")))
+            let body = oauth::NewTrustedIssuer { issuer, jwks_uri, audience, scopes_claim };
+            let created = client.create_trusted_issuer(&account, &body).await?;
+            remote.print(&created, || format!("trusted issuer {} created", created.id))
         }
         TrustedIssuersCommand::List { account } => {
             let issuers = client.list_trusted_issuers(&account).await?;
             remote.print(&issuers, || {
                 issuers
                     .iter()
-                    .map(|i| format!("{}  {}  aud={}", field(i, "id"), field(i, "issuer"), field(i, "audience")))
+                    .map(|i| format!("{}  {}  aud={}", i.id, i.issuer, i.audience))
                     .collect::<Vec<_>>()
                     .join("\n")
             })
@@ -568,28 +634,24 @@ pub async fn room_tokens(command: RoomTokensCommand, remote: Remote) -> anyhow::
             ttl_seconds,
             mode,
         } => {
-            let body = serde_json::json!({
-                "user_id": user_id, "room_id": room_id, "ttl_seconds": ttl_seconds, "mode": mode,
-                "privileges": { "login_room": login_room, "publish_stream": publish_stream },
-            });
-            let issued = client.issue_room_token(&account, app_id, body).await?;
-            remote.print(&issued, || {
-                format!(
-                    "{}\nexpires at {}",
-                    issued.get("token").and_then(|v| v.as_str()).unwrap_or_default(),
-                    issued.get("expires_at").and_then(|v| v.as_str()).unwrap_or_default()
-                )
-            })
+            let body = rooms::IssueRoomToken {
+                user_id,
+                room_id,
+                privileges: rooms::Privileges { login_room, publish_stream },
+                ttl_seconds,
+                mode: Some(word(&mode, "--mode")?),
+            };
+            let issued = client.issue_room_token(&account, app_id, &body).await?;
+            remote.print(&issued, || format!("{}\nexpires at {}", issued.token, issued.expires_at.to_rfc3339()))
         }
         RoomTokensCommand::Verify { app_id, room_id, privilege } => {
             let token = secret_input("TOKENGATE_ROOM_TOKEN")?;
-            let body =
-                serde_json::json!({ "app_id": app_id, "token": token, "room_id": room_id, "privilege": privilege });
-            let v = client.verify_room_token(body).await?;
-            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-            remote.print(&v, || match field("reason") {
+            let privilege = privilege.map(|p| word(&p, "--privilege")).transpose()?;
+            let body = rooms::VerifyRoomToken { app_id, token, room_id, privilege };
+            let v = client.verify_room_token(&body).await?;
+            remote.print(&v, || match &v.reason {
                 Some(reason) => format!("invalid: {reason}"),
-                None => format!("valid: user {}", field("user_id").unwrap_or_default()),
+                None => format!("valid: user {}", v.user_id.as_deref().unwrap_or_default()),
             })
         }
     }
@@ -605,33 +667,40 @@ pub enum KindArg {
 pub enum SecurityTokenCommand {
     /// "Configure now": a new token, disabled; prints it once.
     Generate {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
     /// Status and readiness.
     Status {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
     /// Enforce the token on every instance of the account.
     Activate {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
     /// Stop enforcing (requests pass and are counted for readiness).
     Deactivate {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
     /// A new token; the old one keeps working for the grace period.
     Rotate {
+        /// The account's id.
         #[arg(long)]
         account: String,
+        /// How long the previous secret keeps working, in seconds.
         #[arg(long, default_value_t = 0)]
         grace_seconds: u64,
     },
     /// Delete the account's security token (it is no longer required).
     Delete {
+        /// The account's id.
         #[arg(long)]
         account: String,
     },
@@ -659,7 +728,7 @@ pub async fn accounts(command: AccountsCommand, remote: Remote) -> anyhow::Resul
     let client = remote.client()?;
     match command {
         AccountsCommand::Create { name } => {
-            let a = client.create_account(&name).await?;
+            let a = client.create_account(&accounts::CreateAccount { name }).await?;
             remote.print(&a, || format!("account {} created ({})", a.id, a.name))
         }
         AccountsCommand::List => {
@@ -671,9 +740,9 @@ pub async fn accounts(command: AccountsCommand, remote: Remote) -> anyhow::Resul
                 .await
         }
         AccountsCommand::SetIpAllowlist { id, cidrs } => {
-            let body = Some(serde_json::json!({ "cidrs": cidrs }));
+            let body = serde_json::to_value(accounts::IpAllowlistBody { cidrs })?;
             let path = format!("/v1/accounts/{id}/ip-allowlist");
-            crate::admin_commands::show(&client, &remote, reqwest::Method::PUT, &path, body).await
+            crate::admin_commands::show(&client, &remote, reqwest::Method::PUT, &path, Some(body)).await
         }
     }
 }
@@ -682,14 +751,14 @@ pub async fn instances(command: InstancesCommand, remote: Remote) -> anyhow::Res
     let client = remote.client()?;
     match command {
         InstancesCommand::Create { account, name, upstream_url } => {
-            let i = client.create_instance(&account, &name, &upstream_url).await?;
-            remote.print(&i, || {
+            let created = client
+                .create_instance(&account, &instances::NewInstance { name, upstream_url, rules: Vec::new() })
+                .await?;
+            remote.print(&created, || {
+                let i = &created.instance;
                 format!(
                     "instance {} created ({} -> {})\ninstance token: {}\nStore it now: it will not be shown again.",
-                    i.id,
-                    i.name,
-                    i.upstream_url,
-                    i.token.as_deref().unwrap_or("")
+                    i.id, i.name, i.upstream_url, created.token
                 )
             })
         }
@@ -704,20 +773,12 @@ pub async fn instances(command: InstancesCommand, remote: Remote) -> anyhow::Res
                 .await
         }
         InstancesCommand::Update { id, name, upstream_url, rules_file } => {
-            let mut patch = serde_json::Map::new();
-            if let Some(n) = name {
-                patch.insert("name".into(), n.into());
-            }
-            if let Some(u) = upstream_url {
-                patch.insert("upstream_url".into(), u.into());
-            }
-            if let Some(file) = rules_file {
-                let text = std::fs::read_to_string(&file)?;
-                patch.insert("rules".into(), serde_json::from_str(&text)?);
-            }
-            let body = Some(serde_json::Value::Object(patch));
-            crate::admin_commands::show(&client, &remote, reqwest::Method::PATCH, &format!("/v1/instances/{id}"), body)
-                .await
+            let rules = match rules_file {
+                Some(file) => Some(serde_json::from_str(&std::fs::read_to_string(&file)?)?),
+                None => None,
+            };
+            let i = client.update_instance(&id, &instances::InstancePatch { name, upstream_url, rules }).await?;
+            remote.print(&i, || format!("instance {} updated ({} -> {})", i.id, i.name, i.upstream_url))
         }
         InstancesCommand::Delete { id } => {
             crate::admin_commands::show(&client, &remote, reqwest::Method::DELETE, &format!("/v1/instances/{id}"), None)
@@ -726,14 +787,14 @@ pub async fn instances(command: InstancesCommand, remote: Remote) -> anyhow::Res
     }
 }
 
-fn describe_token(t: &ApiToken) -> String {
-    let mut out = format!("{}  {}  {}  scopes: {}", t.id, t.kind, t.name, t.scopes.join(" "));
+fn describe_token(t: &ApiToken, secret: Option<&str>) -> String {
+    let mut out = format!("{}  {}  {}  scopes: {}", t.id, t.kind.as_str(), t.name, t.scopes.join(" "));
     for (label, value) in [("expires", &t.expires_at), ("last used", &t.last_used_at), ("revoked", &t.revoked_at)] {
         if let Some(v) = value {
-            out.push_str(&format!("  {label}: {v}"));
+            out.push_str(&format!("  {label}: {}", v.to_rfc3339()));
         }
     }
-    if let Some(secret) = &t.token {
+    if let Some(secret) = secret {
         out.push_str(&format!("\ntoken: {secret}\nStore it now: it will not be shown again."));
     }
     out
@@ -750,7 +811,7 @@ pub enum ImportFormat {
 const IMPORT_CHUNK: usize = 10_000;
 
 async fn import_tokens(
-    client: &crate::client::AdminClient,
+    client: &AdminClient,
     remote: &Remote,
     account: &str,
     from: ImportFormat,
@@ -799,15 +860,11 @@ async fn import_tokens(
             continue;
         }
         let summary = client.import_tokens(account, body).await?;
-        let count = |key: &str| summary.get(key).and_then(serde_json::Value::as_u64).unwrap_or(0);
-        imported += count("imported");
-        skipped += count("skipped");
-        for e in summary.get("errors").and_then(serde_json::Value::as_array).into_iter().flatten() {
-            let at: Option<u64> = e
-                .get("line")
-                .and_then(serde_json::Value::as_u64)
-                .and_then(|n| numbers.get(usize::try_from(n).ok()?.checked_sub(1)?).copied());
-            errors.push(serde_json::json!({ "line": at, "error": e.get("error") }));
+        imported += summary.imported;
+        skipped += summary.skipped;
+        for e in summary.errors {
+            let at = usize::try_from(e.line).ok().and_then(|n| numbers.get(n.checked_sub(1)?).copied());
+            errors.push(serde_json::json!({ "line": at, "error": e.error }));
         }
         if let Some(bar) = &bar {
             bar.inc(u64::try_from(numbers.len()).unwrap_or(0));
@@ -852,33 +909,36 @@ pub async fn tokens(command: TokensCommand, remote: Remote) -> anyhow::Result<()
                         .split_once('/')
                         .and_then(|(l, w)| Some((l.parse::<u32>().ok()?, w.parse::<u32>().ok()?)))
                         .ok_or_else(|| anyhow::anyhow!("--rate-limit must look like 100/60 (requests/seconds)"))?;
-                    Some(serde_json::json!({ "limit": limit, "window_seconds": window }))
+                    Some(tokengate_proto::model::RateLimit { limit, window_seconds: window })
                 }
             };
-            let body = serde_json::json!({
-                "name": name,
-                "kind": match kind { KindArg::ApiKey => "api_key", KindArg::Personal => "personal" },
-                "member_id": member,
-                "scopes": scopes,
-                "expires_in_seconds": expires_in_seconds,
-                "ip_allowlist": ip_allowlist,
-                "rate_limit": rate_limit,
-                "instance_ids": instance_ids,
-            });
-            let t = client.create_token(&account, body).await?;
-            remote.print(&t, || describe_token(&t))
+            let body = tokens::NewToken {
+                name,
+                kind: match kind {
+                    KindArg::ApiKey => tokengate_core::TokenKind::ApiKey,
+                    KindArg::Personal => tokengate_core::TokenKind::Personal,
+                },
+                member_id: member.map(|m| id(&m, "member")).transpose()?,
+                scopes,
+                expires_in_seconds,
+                ip_allowlist,
+                rate_limit,
+                instance_ids: instance_ids.iter().map(|i| id(i, "instance")).collect::<anyhow::Result<_>>()?,
+            };
+            let t = client.create_token(&account, &body).await?;
+            remote.print(&t, || describe_token(&t.token, Some(&t.secret)))
         }
         TokensCommand::List { account } => {
             let list = client.list_tokens(&account).await?;
-            remote.print(&list, || list.iter().map(describe_token).collect::<Vec<_>>().join("\n"))
+            remote.print(&list, || list.iter().map(|t| describe_token(t, None)).collect::<Vec<_>>().join("\n"))
         }
         TokensCommand::Show { id } => {
             let t = client.token(&id).await?;
-            remote.print(&t, || describe_token(&t))
+            remote.print(&t, || describe_token(&t, None))
         }
         TokensCommand::Rotate { id, grace_seconds } => {
             let t = client.rotate_token(&id, grace_seconds).await?;
-            remote.print(&t, || describe_token(&t))
+            remote.print(&t, || describe_token(&t.token, Some(&t.secret)))
         }
         TokensCommand::Revoke { id } => {
             client.revoke_token(&id).await?;
@@ -902,43 +962,70 @@ pub async fn tokens(command: TokensCommand, remote: Remote) -> anyhow::Result<()
     }
 }
 
-fn describe(t: &SecurityToken) -> String {
-    let mut out = format!("status: {}", t.status);
-    if let Some(token) = &t.token {
-        out.push_str(&format!("\nClient-Token: {token}\nStore it now: it will not be shown again."));
-    }
-    if let Some(until) = &t.previous_valid_until {
-        out.push_str(&format!("\nprevious token valid until: {until}"));
-    }
-    if let Some(r) = &t.readiness {
-        out.push_str(&format!(
-            "\nreadiness (last {}s): {} with the valid token, {} missing, {} invalid{}",
-            r.window_seconds,
-            r.with_valid_token,
-            r.missing,
-            r.invalid,
-            if r.safe_to_activate { " - safe to activate" } else { "" }
-        ));
-    }
-    out
+fn describe_readiness(r: &tokengate_proto::reports::Readiness) -> String {
+    format!(
+        "\nreadiness (last {}s): {} with the valid token, {} missing, {} invalid{}",
+        r.window_seconds,
+        r.with_valid_token,
+        r.missing,
+        r.invalid,
+        if r.safe_to_activate { " - safe to activate" } else { "" }
+    )
+}
+
+fn shown_once(token: &str) -> String {
+    format!("\nClient-Token: {token}\nStore it now: it will not be shown again.")
 }
 
 pub async fn security_token(command: SecurityTokenCommand, remote: Remote) -> anyhow::Result<()> {
+    use security_token::SecurityTokenView;
     let client = remote.client()?;
-    let result = match command {
+    let status = |s: tokengate_core::SecurityTokenStatus| format!("status: {}", s.as_str());
+    match command {
         SecurityTokenCommand::Delete { account } => {
             let path = format!("/v1/accounts/{account}/security-token");
-            return crate::admin_commands::show(&client, &remote, reqwest::Method::DELETE, &path, None).await;
+            crate::admin_commands::show(&client, &remote, reqwest::Method::DELETE, &path, None).await
         }
-        SecurityTokenCommand::Generate { account } => client.generate_security_token(&account).await?,
-        SecurityTokenCommand::Status { account } => client.security_token(&account).await?,
-        SecurityTokenCommand::Activate { account } => client.activate_security_token(&account).await?,
-        SecurityTokenCommand::Deactivate { account } => client.deactivate_security_token(&account).await?,
+        SecurityTokenCommand::Generate { account } => {
+            let t = client.generate_security_token(&account).await?;
+            remote.print(&t, || status(t.status) + &shown_once(&t.token))
+        }
+        SecurityTokenCommand::Status { account } => {
+            let t: SecurityTokenView = client.security_token(&account).await?;
+            remote.print(&t, || {
+                let mut out = status(t.status);
+                if let Some(until) = t.previous_valid_until {
+                    out.push_str(&format!("\nprevious token valid until: {}", until.to_rfc3339()));
+                }
+                out + &describe_readiness(&t.readiness)
+            })
+        }
+        SecurityTokenCommand::Activate { account } => {
+            let t = client.activate_security_token(&account).await?;
+            remote.print(&t, || status(t.status) + &describe_readiness(&t.readiness))
+        }
+        SecurityTokenCommand::Deactivate { account } => {
+            let t = client.deactivate_security_token(&account).await?;
+            remote.print(&t, || status(t.status))
+        }
         SecurityTokenCommand::Rotate { account, grace_seconds } => {
-            client.rotate_security_token(&account, grace_seconds).await?
+            let t = client.rotate_security_token(&account, grace_seconds).await?;
+            remote.print(&t, || {
+                let mut out = status(t.status) + &shown_once(&t.token);
+                if let Some(until) = t.previous_valid_until {
+                    out.push_str(&format!("\nprevious token valid until: {}", until.to_rfc3339()));
+                }
+                out
+            })
         }
-    };
-    remote.print(&result, || describe(&result))
+    }
+}
+
+/// `tokengate completions SHELL`: the completion script on standard output.
+pub fn completions(shell: clap_complete::Shell) -> anyhow::Result<()> {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "tokengate", &mut std::io::stdout());
+    Ok(())
 }
 
 /// `tokengate init`: prints `{"admin_token": …}`; fails on an initialized store.
@@ -953,5 +1040,33 @@ pub async fn init(args: ServerArgs) -> anyhow::Result<()> {
             Ok(())
         }
         None => anyhow::bail!("the store is already initialized; the admin token is not shown again"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every command and every flag explains itself in `--help`.
+    #[test]
+    fn every_command_and_flag_has_help_text() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if id != "help" && id != "version" && arg.get_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                let name = format!("{path} {}", sub.get_name());
+                if sub.get_about().is_none() {
+                    missing.push(name.clone());
+                }
+                walk(sub, &name, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&super::Cli::command(), "tokengate", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
     }
 }

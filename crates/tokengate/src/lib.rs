@@ -8,7 +8,6 @@
 pub mod admin_commands;
 pub mod api;
 pub mod cli;
-pub mod client;
 pub mod config;
 pub mod dashboard;
 pub mod data_dir;

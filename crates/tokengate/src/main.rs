@@ -21,6 +21,7 @@ async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Init(args) => cli::init(args).await,
+        Command::Completions { shell } => cli::completions(shell),
         Command::Serve(args) => serve(args).await,
         Command::Accounts { command, remote } => cli::accounts(command, remote).await,
         Command::Instances { command, remote } => cli::instances(command, remote).await,

@@ -18,6 +18,7 @@ use aws_lc_rs::iv::FixedLength;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
+pub use tokengate_proto::rooms::{Mode, Privilege, Privileges};
 
 /// The signed content of a token, in the field order the SDKs produce.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,26 +31,10 @@ pub struct RoomClaims {
     pub payload: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// AES-256-GCM ("mode 1"), the default.
-    Gcm,
-    /// AES-256-CBC with PKCS#7 padding, the legacy layout.
-    Cbc,
-}
-
 /// Anything wrong with a presented token: it is answered as `malformed`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("room token is malformed")]
 pub struct Malformed;
-
-/// The privileges a token grants: key `1` logs into the room, key `2` publishes a stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Privileges {
-    pub login_room: bool,
-    pub publish_stream: bool,
-}
 
 #[derive(Serialize, Deserialize)]
 struct Payload {
@@ -207,14 +192,6 @@ impl Refusal {
             Refusal::PrivilegeDenied => "privilege_denied",
         }
     }
-}
-
-/// Which privilege a verification asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Privilege {
-    LoginRoom,
-    PublishStream,
 }
 
 /// Decodes and checks a token for an app: its `app_id`, expiry (against `now`, Unix

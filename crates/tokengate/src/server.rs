@@ -402,7 +402,11 @@ impl Shared {
             self.gateway_settings.clone(),
         ));
         let edge = Arc::new(Edge {
-            router: api::router(self.services.clone()),
+            // The admin API and the dashboard side by side, neither importing the other.
+            router: api::with_store_deadline(
+                api::router(self.services.clone()).merge(crate::dashboard::router(self.services.clone())),
+                Duration::from_millis(self.services.config.store_timeout_millis.max(1)),
+            ),
             gateway,
             max_header_bytes: config.max_header_bytes,
             body_timeout: Duration::from_secs(config.body_read_timeout_seconds),

@@ -133,3 +133,35 @@ impl Default for GatewayMetrics {
         Self::new()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// Every metric `deploy/alerts.yml` alerts on is one this crate records (a renamed
+    /// metric would leave an alert that never fires).
+    #[test]
+    fn the_example_alerts_name_real_metrics() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let alerts = std::fs::read_to_string(root.join("../../deploy/alerts.yml")).unwrap_or_default();
+        let mut source = String::new();
+        let mut dirs = vec![root.join("src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    source.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+                }
+            }
+        }
+        let names: std::collections::BTreeSet<&str> = alerts
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| w.starts_with("tokengate_"))
+            .map(|w| w.strip_suffix("_bucket").unwrap_or(w))
+            .collect();
+        assert!(names.len() >= 8, "{names:?}");
+        for name in names {
+            assert!(source.contains(&format!("\"{name}\"")), "{name} is not recorded anywhere");
+        }
+    }
+}

@@ -3,30 +3,13 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
-use serde::{Deserialize, Serialize};
 use tokengate_core::{AccountId, MemberId};
 
 use super::error::ApiResult;
 use super::extract::{Admin, ApiJson, path_id};
 use crate::service::Services;
-use crate::store::{Account, Member, Role};
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateAccount {
-    /// 1 to 200 characters, not only spaces, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    name: String,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Items<T> {
-    items: Vec<T>,
-}
+use crate::store::{Account, Member};
+pub use tokengate_proto::accounts::{CreateAccount, CreateMember, IpAllowlistBody, Items};
 
 pub fn items<T>(items: Vec<T>) -> Json<Items<T>> {
     Json(Items { items })
@@ -54,15 +37,6 @@ pub async fn get_account(State(s): State<Services>, _: Admin, Path(acc): Path<St
     Ok(Json(s.account(path_id(&acc, "account")?).await?))
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct CreateMember {
-    email: String,
-    #[schema(value_type = String, format = Password)]
-    password: secrecy::SecretString,
-    role: Role,
-}
-
 #[utoipa::path(post, path = "/v1/accounts/{acc}/members", tag = "members", params(("acc" = String, Path)),
     request_body = CreateMember, responses((status = 201, body = Member), (status = 409, description = "email taken")),
     security(("admin_token" = [])))]
@@ -73,7 +47,7 @@ pub async fn create_member(
     ApiJson(body): ApiJson<CreateMember>,
 ) -> ApiResult<(StatusCode, Json<Member>)> {
     let acc: AccountId = path_id(&acc, "account")?;
-    let member = s.create_member(&actor, acc, &body.email, body.password, body.role).await?;
+    let member = s.create_member(&actor, acc, &body.email, body.password.0, body.role).await?;
     Ok((StatusCode::CREATED, Json(member)))
 }
 
@@ -97,13 +71,6 @@ pub async fn delete_member(
     let id: MemberId = path_id(&id, "member")?;
     s.delete_member(&actor, id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize, Serialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IpAllowlistBody {
-    /// CIDRs (v4 or v6); an empty list turns the allowlist off.
-    cidrs: Vec<String>,
 }
 
 #[utoipa::path(put, path = "/v1/accounts/{acc}/ip-allowlist", tag = "accounts", params(("acc" = String, Path)),

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 use secrecy::ExposeSecret;
-use serde::Serialize;
 use tokengate_core::InstanceId;
 
 use super::accounts::{Items, items};
@@ -12,14 +11,7 @@ use super::error::ApiResult;
 use super::extract::{Admin, ApiJson, path_id};
 use crate::service::{InstancePatch, NewInstance, Services};
 use crate::store::Instance;
-
-/// A new instance, with its token: shown this once.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct CreatedInstance {
-    #[serde(flatten)]
-    instance: Instance,
-    token: String,
-}
+pub use tokengate_proto::instances::CreatedInstance;
 
 #[utoipa::path(post, path = "/v1/accounts/{acc}/instances", tag = "instances", params(("acc" = String, Path)),
     request_body = NewInstance, responses((status = 201, body = CreatedInstance), (status = 422)),

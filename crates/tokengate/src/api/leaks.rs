@@ -4,7 +4,6 @@
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
 use http::StatusCode;
-use serde::Serialize;
 
 use super::error::{ApiError, ApiResult};
 use super::extract::ApiJson;
@@ -12,17 +11,12 @@ use crate::gateway::PeerAddr;
 use crate::service::Services;
 use crate::service::github::{GithubLabel, GithubMatch, SignatureError};
 use crate::service::leaks::LeakReport;
+pub use tokengate_proto::leaks::LeakReceived;
 
 /// The largest GitHub report read.
 const MAX_GITHUB_BODY: usize = 1024 * 1024;
 /// Matches per GitHub report.
 const MAX_GITHUB_MATCHES: usize = 1000;
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct LeakReceived {
-    /// How many strings the report held: the same answer whatever they were.
-    received: usize,
-}
 
 /// The reporter's address (resolved through `trusted_proxies`), counted against
 /// the limit of both leak endpoints.
@@ -41,7 +35,7 @@ fn admit(services: &Services, req: &Request) -> ApiResult<Option<std::net::IpAdd
 pub async fn report(State(s): State<Services>, req: Request) -> ApiResult<(StatusCode, Json<LeakReceived>)> {
     let reporter = admit(&s, &req)?;
     let ApiJson(report) = ApiJson::<LeakReport>::from_request(req, &s).await?;
-    report.validate()?;
+    crate::service::leaks::validate(&report)?;
     let received = report.tokens.len();
     // Acted on after answering: the answer and its timing say nothing about the strings.
     let services = s.clone();
@@ -79,7 +73,7 @@ pub async fn github(State(s): State<Services>, req: Request) -> ApiResult<Json<V
         let found =
             s.act_on_leaks(std::slice::from_ref(&m.token), m.url.as_deref(), m.source.as_deref(), reporter).await;
         let label = if found.first().copied().unwrap_or(false) { "true_positive" } else { "false_positive" };
-        labels.push(GithubLabel { token_raw: m.token, token_type: m.token_type, label });
+        labels.push(GithubLabel { token_raw: m.token, token_type: m.token_type, label: label.into() });
     }
     Ok(Json(labels))
 }

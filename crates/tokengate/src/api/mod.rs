@@ -25,6 +25,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::service::Services;
+pub use tokengate_proto::docs::{PrivilegesDoc, RuleDoc};
+pub use tokengate_proto::errors::ErrorBody;
 
 /// Admin request bodies are small; anything bigger is refused with 413.
 const MAX_ADMIN_BODY: usize = 64 * 1024;
@@ -60,40 +62,6 @@ impl Modify for AdminTokenScheme {
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
         );
     }
-}
-
-/// A route rule, as documented (the server's type is `tokengate_core::Rule`).
-#[derive(serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct RuleDoc {
-    /// HTTP methods, upper case; empty or `["*"]` means any.
-    #[serde(default)]
-    methods: Vec<String>,
-    /// A glob on the path after the instance token, starting with `/`.
-    #[schema(pattern = "^/")]
-    path: String,
-    /// Scopes the bearer token must hold (all of them).
-    #[serde(default)]
-    scopes: Vec<String>,
-}
-
-/// A room token's privileges, as documented (the server's type is `room::Privileges`).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct PrivilegesDoc {
-    login_room: bool,
-    publish_stream: bool,
-}
-
-/// The error body every refusal has: `{"error": "...", "code"?: "..."}`.
-#[derive(serde::Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong, for people.
-    pub error: String,
-    /// For programs, on some errors: `quota_exceeded`, `store_unavailable`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
 }
 
 /// Declares, on every operation, the error statuses the shared layers answer: `401`
@@ -208,7 +176,6 @@ pub fn router(services: Services) -> Router {
     let mut openapi = openapi;
     ErrorResponses.modify(&mut openapi);
     let openapi = std::sync::Arc::new(openapi);
-    let dashboard = crate::dashboard::router(services.clone());
     router
         .merge(ops::router(openapi))
         .route("/.well-known/oauth-authorization-server", axum::routing::get(oauth::metadata))
@@ -216,12 +183,13 @@ pub fn router(services: Services) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
-        .with_state(services.clone())
-        .merge(dashboard)
-        .layer(axum::middleware::from_fn_with_state(
-            std::time::Duration::from_millis(services.config.store_timeout_millis.max(1)),
-            store_deadline,
-        ))
+        .with_state(services)
+}
+
+/// Puts every route of `router` (the API's and the dashboard's) under
+/// [`store_deadline`].
+pub fn with_store_deadline(router: Router, limit: std::time::Duration) -> Router {
+    router.layer(axum::middleware::from_fn_with_state(limit, store_deadline))
 }
 
 /// An admin request still unanswered after `store_timeout_millis` — in practice one

@@ -17,6 +17,7 @@ use super::extract::admin_actor;
 use crate::gateway::PeerAddr;
 use crate::gateway::bearer_token;
 use crate::service::{Introspection, OAuthError, ProtocolCaller, Services, TokenResponse};
+pub use tokengate_proto::oauth::{TokenParam, TokenRequest};
 
 /// A form-encoded request body: each parameter at most once (RFC 6749 §3.2).
 pub struct Form {
@@ -104,27 +105,6 @@ fn no_store(mut response: Response) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     response
-}
-
-/// Form fields of `POST /oauth/token` (documentation only; parsed by [`Form`]).
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct TokenRequest {
-    /// `client_credentials`
-    grant_type: String,
-    /// Space-separated, a subset of the client's scopes.
-    scope: Option<String>,
-    /// With `client_secret_post`.
-    client_id: Option<String>,
-    client_secret: Option<String>,
-}
-
-/// Form fields of `POST /oauth/introspect` and `POST /oauth/revoke`.
-#[derive(utoipa::ToSchema)]
-#[allow(dead_code)]
-pub struct TokenParam {
-    token: String,
-    token_type_hint: Option<String>,
 }
 
 #[utoipa::path(post, path = "/oauth/token", tag = "oauth",

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 use secrecy::ExposeSecret;
-use serde::Serialize;
 
 use super::accounts::{Items, items};
 use super::error::{ApiError, ApiResult};
@@ -12,18 +11,7 @@ use super::extract::{Admin, ApiJson, path_id};
 use crate::oauth::keys::SigningAlg;
 use crate::service::{NewOAuthClient, NewTrustedIssuer, RotateSigningKey, RotatedSigningKey, Services};
 use crate::store::{OAuthClient, TrustedIssuer};
-
-/// A new client with its secret, shown this once.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct CreatedOAuthClient {
-    client_id: String,
-    client_secret: String,
-    name: String,
-    scopes: Vec<String>,
-    account_id: String,
-    #[schema(value_type = String, format = DateTime)]
-    created_at: tokengate_core::Timestamp,
-}
+pub use tokengate_proto::oauth::CreatedOAuthClient;
 
 #[utoipa::path(post, path = "/v1/accounts/{acc}/oauth-clients", tag = "oauth", params(("acc" = String, Path)),
     request_body = NewOAuthClient, responses((status = 201, body = CreatedOAuthClient), (status = 404), (status = 422)),

@@ -2,18 +2,14 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use super::accounts::{Items, items};
 use super::error::{ApiError, ApiResult};
 use super::extract::{Admin, path_id};
-use crate::service::{Services, UsageBucket, UsageQuery};
+use crate::service::{Services, UsageQuery};
 use crate::store::AuditEntry;
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Usage {
-    pub(super) buckets: Vec<UsageBucket>,
-}
+pub use tokengate_proto::reports::Usage;
 
 fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> ApiResult<T> {
     q.map(|Query(q)| q).map_err(|e| ApiError::BadRequest(e.body_text()))

@@ -4,53 +4,12 @@ use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
-use tokengate_core::{AccountId, SecurityTokenStatus, Timestamp};
+use tokengate_core::{AccountId, SecurityTokenStatus};
 
 use super::error::ApiResult;
 use super::extract::{Admin, ApiJson, path_id};
-use crate::service::{Readiness, SecurityTokenView, Services};
-
-/// A new token: shown this once.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct GeneratedToken {
-    token: String,
-    #[schema(value_type = String)]
-    status: SecurityTokenStatus,
-    #[schema(value_type = String, format = DateTime)]
-    created_at: Timestamp,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Activated {
-    #[schema(value_type = String)]
-    status: SecurityTokenStatus,
-    readiness: Readiness,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Deactivated {
-    #[schema(value_type = String)]
-    status: SecurityTokenStatus,
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RotateBody {
-    /// Seconds the replaced token keeps working (0 to 2592000; default 0).
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 2592000)]
-    grace_seconds: u64,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct Rotated {
-    token: String,
-    #[schema(value_type = String)]
-    status: SecurityTokenStatus,
-    #[schema(value_type = Option<String>, format = DateTime)]
-    previous_valid_until: Option<Timestamp>,
-}
+use crate::service::{SecurityTokenView, Services};
+pub use tokengate_proto::security_token::{Activated, Deactivated, GeneratedToken, RotateBody, Rotated};
 
 fn account(acc: &str) -> ApiResult<AccountId> {
     path_id(acc, "account")

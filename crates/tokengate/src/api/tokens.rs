@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use http::StatusCode;
 use secrecy::ExposeSecret;
-use serde::{Deserialize, Serialize};
 use tokengate_core::TokenId;
 
 use super::accounts::{Items, items};
@@ -15,16 +14,7 @@ use super::reports::Usage;
 use crate::service::imports::{ImportSummary, Importer};
 use crate::service::{NewToken, Services, UsageQuery, Verification};
 use crate::store::ApiToken;
-
-/// A new token, with its secret: shown this once.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct IssuedToken {
-    #[serde(flatten)]
-    token: ApiToken,
-    /// The secret. Store it now: it is not shown again.
-    #[serde(rename = "token")]
-    secret: String,
-}
+pub use tokengate_proto::tokens::{IssuedToken, RotateToken, VerifyRequest};
 
 #[utoipa::path(post, path = "/v1/accounts/{acc}/tokens", tag = "tokens", params(("acc" = String, Path)),
     request_body = NewToken, responses((status = 201, body = IssuedToken), (status = 422)), security(("admin_token" = [])))]
@@ -52,15 +42,6 @@ pub async fn list_tokens(
     responses((status = 200, body = ApiToken), (status = 404)), security(("admin_token" = [])))]
 pub async fn get_token(State(s): State<Services>, _: Admin, Path(id): Path<String>) -> ApiResult<Json<ApiToken>> {
     Ok(Json(s.token(path_id::<TokenId>(&id, "token")?).await?))
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RotateToken {
-    /// Seconds the old token keeps working (0 to 2592000; default 0).
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 2592000)]
-    grace_seconds: u64,
 }
 
 #[utoipa::path(post, path = "/v1/tokens/{id}/rotate", tag = "tokens", params(("id" = String, Path)),
@@ -97,18 +78,6 @@ pub async fn token_usage(
 ) -> ApiResult<Json<Usage>> {
     let Query(q) = q.map_err(|e| ApiError::BadRequest(e.body_text()))?;
     Ok(Json(Usage { buckets: s.token_usage(path_id(&id, "token")?, &q).await? }))
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyRequest {
-    /// The token to check (any string).
-    token: String,
-    #[serde(default)]
-    required_scopes: Vec<String>,
-    /// The address the token was presented from, to check its IP allowlist.
-    #[schema(value_type = Option<String>, format = Ipv4)]
-    ip: Option<std::net::IpAddr>,
 }
 
 #[utoipa::path(post, path = "/v1/verify", tag = "tokens", request_body = VerifyRequest,

@@ -5,22 +5,13 @@ use axum::Json;
 use axum::extract::{Path, State};
 use http::StatusCode;
 use secrecy::ExposeSecret;
-use serde::Serialize;
 
 use super::accounts::{Items, items};
 use super::error::ApiResult;
 use super::extract::{Admin, ApiJson, path_id};
 use crate::service::{NewWebhook, Services};
 use crate::store::{Webhook, WebhookDelivery};
-
-/// A new webhook, with its signing secret: shown this once.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct CreatedWebhook {
-    #[serde(flatten)]
-    webhook: Webhook,
-    /// `whsec_…`: verifies `webhook-signature` (Standard Webhooks).
-    secret: String,
-}
+pub use tokengate_proto::webhooks::CreatedWebhook;
 
 /// Webhook ids are UUIDs; anything else names nothing.
 fn webhook_id(raw: &str) -> ApiResult<String> {

@@ -11,35 +11,15 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_ASN1, UnparsedPublicKey};
 use base64::Engine;
 use rustls_pki_types::SubjectPublicKeyInfoDer;
 use rustls_pki_types::pem::PemObject;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::Mutex;
 
 use crate::outbound::Outbound;
+pub use tokengate_proto::leaks::{GithubLabel, GithubMatch};
 
 /// Least time between two fetches caused by unknown key ids.
 const REFETCH_AFTER: Duration = Duration::from_secs(10);
 const MAX_KEYS_BYTES: usize = 256 * 1024;
-
-/// One reported match, as GitHub sends it.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-pub struct GithubMatch {
-    pub token: String,
-    #[serde(rename = "type", default)]
-    pub token_type: String,
-    #[serde(default)]
-    pub url: Option<String>,
-    #[serde(default)]
-    pub source: Option<String>,
-}
-
-/// Our answer for one match.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct GithubLabel {
-    pub token_raw: String,
-    pub token_type: String,
-    /// `true_positive` when the string is a secret tokengate issued or imported.
-    pub label: &'static str,
-}
 
 #[derive(Deserialize)]
 struct PublishedKeys {

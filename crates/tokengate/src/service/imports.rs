@@ -3,12 +3,13 @@
 //! batches, each batch one transaction. A bad line is reported by its number and
 //! never stops the others; a line is written whole or not at all.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokengate_core::rules::validate_scope;
 use tokengate_core::{AccountId, Digest, Timestamp, TokenId, TokenKind};
 
 use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
 use crate::store::{ApiToken, ImportStore, ImportedKey, StoreError, TokenFormat};
+pub use tokengate_proto::imports::{ImportSummary, LineError};
 
 /// Lines per transaction.
 pub const BATCH: usize = 5000;
@@ -25,22 +26,6 @@ struct ImportLine {
     scopes: Option<Vec<String>>,
     expires_at: Option<serde_json::Value>,
     external_id: Option<String>,
-}
-
-/// A line that was not imported, and why.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
-pub struct LineError {
-    pub line: u64,
-    pub error: String,
-}
-
-/// The answer of an import.
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct ImportSummary {
-    pub imported: u64,
-    /// Lines whose key exists already (imported before, or twice in this file).
-    pub skipped: u64,
-    pub errors: Vec<LineError>,
 }
 
 /// Reads an import's lines as they arrive and stores them in batches.

@@ -1,7 +1,6 @@
 //! Instances: the protected upstreams of an account, each with its own `tgi_` token.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use tokengate_core::token::{self, Prefix};
 use tokengate_core::{AccountId, Digest, InstanceId, Rule, RuleSet, Timestamp};
 
@@ -9,33 +8,7 @@ use super::accounts::not_found;
 use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
 use crate::state::Upstream;
 use crate::store::{Change, Instance, InstanceStore};
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewInstance {
-    /// 1 to 200 characters, not only spaces, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    pub name: String,
-    /// `http://` or `https://`, with an optional base path.
-    #[schema(pattern = "^[hH][tT][tT][pP][sS]?://[^/?#@ ]+")]
-    pub upstream_url: String,
-    #[serde(default)]
-    #[schema(value_type = Vec<crate::api::RuleDoc>)]
-    pub rules: Vec<Rule>,
-}
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct InstancePatch {
-    pub name: Option<String>,
-    pub upstream_url: Option<String>,
-    #[schema(value_type = Option<Vec<crate::api::RuleDoc>>)]
-    pub rules: Option<Vec<Rule>>,
-}
+pub use tokengate_proto::instances::{InstancePatch, NewInstance};
 
 impl Services {
     fn valid_upstream(&self, url: &str) -> ServiceResult<String> {

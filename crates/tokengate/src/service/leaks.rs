@@ -7,45 +7,18 @@ use std::net::IpAddr;
 use std::num::NonZeroU32;
 
 use governor::{Quota, RateLimiter};
-use serde::Deserialize;
 use tokengate_core::token::{self, Prefix};
 use tokengate_core::{AuditId, Digest, Timestamp};
 
 use super::{ServiceError, ServiceResult, Services};
 use crate::store::{AuditEntry, LeakStore};
+pub use tokengate_proto::leaks::LeakReport;
 
 /// Reports a client address may send a minute, both leak endpoints together.
 pub const REPORTS_PER_MINUTE: u32 = 10;
 
 /// Longest string of a report that is looked at (longer ones are no token of ours).
 const MAX_STRING: usize = 1024;
-
-/// A report from anyone (`POST /v1/leaks`).
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct LeakReport {
-    /// 1 to 100 strings that may be tokens.
-    #[schema(min_items = 1, max_items = 100)]
-    pub tokens: Vec<String>,
-    /// Where they were found.
-    #[schema(max_length = 2048)]
-    pub url: Option<String>,
-    /// Who found them, or how.
-    #[schema(max_length = 200)]
-    pub source: Option<String>,
-}
-
-impl LeakReport {
-    pub fn validate(&self) -> ServiceResult<()> {
-        if self.tokens.is_empty() || self.tokens.len() > 100 {
-            return Err(ServiceError::Invalid("tokens must list 1 to 100 strings".into()));
-        }
-        if self.url.as_ref().is_some_and(|u| u.len() > 2048) || self.source.as_ref().is_some_and(|s| s.len() > 200) {
-            return Err(ServiceError::Invalid("url is at most 2048 characters and source at most 200".into()));
-        }
-        Ok(())
-    }
-}
 
 /// Reports per client address (`REPORTS_PER_MINUTE`), in this node's memory.
 pub struct LeakLimiter(
@@ -136,6 +109,17 @@ impl Services {
     pub async fn leaked_at(&self, digest: Digest) -> Option<Timestamp> {
         self.store.leaked_at(digest).await.ok().flatten()
     }
+}
+
+/// The bounds of a leak report (1–100 strings, short url and source).
+pub fn validate(report: &LeakReport) -> ServiceResult<()> {
+    if report.tokens.is_empty() || report.tokens.len() > 100 {
+        return Err(ServiceError::Invalid("tokens must list 1 to 100 strings".into()));
+    }
+    if report.url.as_ref().is_some_and(|u| u.len() > 2048) || report.source.as_ref().is_some_and(|s| s.len() > 200) {
+        return Err(ServiceError::Invalid("url is at most 2048 characters and source at most 200".into()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use tokengate_core::rules::{grants, validate_scope};
 use tokengate_core::token::{self, Prefix};
 use tokengate_core::{AccountId, ClientId, Digest, IssuerId, Timestamp};
@@ -14,55 +13,9 @@ use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
 use crate::oauth::LiveClient;
 use crate::oauth::keys::{self, SigningAlg};
 use crate::store::{Change, OAuthClient, OAuthStore, RevokedJti, TrustedIssuer};
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewOAuthClient {
-    /// 1 to 200 characters, not only spaces, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    pub name: String,
-    pub scopes: Vec<String>,
-}
-
-#[derive(Deserialize, Default, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RotateSigningKey {
-    /// `EdDSA` (default), `ES256` or `RS256`.
-    #[serde(default)]
-    #[schema(pattern = "^(EdDSA|ES256|RS256)$")]
-    pub alg: Option<String>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct RotatedSigningKey {
-    pub kid: String,
-    pub alg: &'static str,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewTrustedIssuer {
-    pub issuer: String,
-    /// `https://…`, or `http://` on a loopback address.
-    pub jwks_uri: String,
-    pub audience: String,
-    /// The claim holding scopes (a space-separated string or an array); default `scope`.
-    #[serde(default)]
-    pub scopes_claim: Option<String>,
-}
-
-/// A successful token response (RFC 6749 §5.1).
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct TokenResponse {
-    pub access_token: String,
-    pub token_type: &'static str,
-    pub expires_in: u64,
-    pub scope: String,
-}
+pub use tokengate_proto::oauth::{
+    Introspection, NewOAuthClient, NewTrustedIssuer, RotateSigningKey, RotatedSigningKey, TokenResponse,
+};
 
 /// Why a token request failed (RFC 6749 §5.2 error codes).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,35 +30,6 @@ pub enum OAuthError {
     UnsupportedGrantType,
     #[error("server_error")]
     ServerError,
-}
-
-/// An introspection answer (RFC 7662 §2.2). Inactive tokens say only `active: false`.
-#[derive(Serialize, Default, utoipa::ToSchema)]
-pub struct Introspection {
-    pub active: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scope: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token_type: Option<&'static str>,
-    /// tokengate's kind: `access_token`, `api_key` or `personal`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub exp: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iat: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sub: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub aud: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub iss: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub jti: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub account_id: Option<String>,
 }
 
 /// Who calls introspection or revocation: the platform admin (any account) or an OAuth
@@ -237,7 +161,7 @@ impl Services {
         let audit = actor.audit(None, "signing_key.rotated", &record.kid);
         self.store.add_signing_key(&record, publish_until, &audit).await?;
         self.refresh(Change::SigningKeys).await;
-        Ok(RotatedSigningKey { kid: record.kid, alg: alg.as_str() })
+        Ok(RotatedSigningKey { kid: record.kid, alg: alg.as_str().into() })
     }
 
     pub async fn create_trusted_issuer(
@@ -308,7 +232,12 @@ impl Services {
             OAuthError::ServerError
         })?;
         metrics::counter!("tokengate_oauth_tokens_issued_total").increment(1);
-        Ok(TokenResponse { access_token: token, token_type: "Bearer", expires_in: lifetime, scope: scopes.join(" ") })
+        Ok(TokenResponse {
+            access_token: token,
+            token_type: "Bearer".into(),
+            expires_in: lifetime,
+            scope: scopes.join(" "),
+        })
     }
 
     /// RFC 7662: what the caller may know about a token of its account.
@@ -323,8 +252,8 @@ impl Services {
                 active: true,
                 scope: Some(jwt.scopes.join(" ")),
                 client_id: jwt.client_id.map(|c| c.to_string()),
-                token_type: Some("Bearer"),
-                kind: Some("access_token"),
+                token_type: Some("Bearer".into()),
+                kind: Some("access_token".into()),
                 exp: Some(jwt.expires_at),
                 iat: jwt.issued_at,
                 sub: Some(jwt.subject.clone()),
@@ -342,8 +271,8 @@ impl Services {
         Introspection {
             active: true,
             scope: Some(c.scopes.join(" ")),
-            token_type: Some("Bearer"),
-            kind: Some(c.kind.as_str()),
+            token_type: Some("Bearer".into()),
+            kind: Some(c.kind.as_str().into()),
             exp: c.expires_at.map(|t| t.as_millis() / 1000),
             sub: Some(c.id.to_string()),
             account_id: Some(c.account_id.to_string()),

@@ -3,34 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
 use tokengate_core::{AccountId, Timestamp};
 
 use super::{ServiceError, ServiceResult, Services};
 use crate::store::{AuditEntry, AuditStore, UsageKind, UsageStore};
 use crate::usage::BUCKET_MS;
-
-/// "Is it safe to activate?": requests to the account's instances since the current
-/// token was created (at most `window_seconds` back), by what they carried.
-#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct Readiness {
-    pub window_seconds: u64,
-    pub with_valid_token: u64,
-    pub missing: u64,
-    pub invalid: u64,
-    pub total: u64,
-    /// True when requests were seen and every one carried the valid token.
-    pub safe_to_activate: bool,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct UsageBucket {
-    #[schema(value_type = String, format = DateTime)]
-    pub start: Timestamp,
-    pub allowed: u64,
-    pub rejected: u64,
-    pub by_reason: BTreeMap<String, u64>,
-}
+pub use tokengate_proto::reports::{Readiness, UsageBucket};
 
 /// `?since=&bucket_seconds=` of the usage endpoints.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]

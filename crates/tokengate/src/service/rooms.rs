@@ -2,76 +2,13 @@
 //! key, tokens are issued with a CSPRNG nonce/IV and verified in either layout.
 
 use rand::RngExt;
-use serde::{Deserialize, Serialize};
 use tokengate_core::{AccountId, Timestamp};
 
 use super::accounts::not_found;
 use super::{Actor, ServiceError, ServiceResult, Services};
-use crate::room::{self, Mode, Privilege, Privileges, RoomClaims};
+use crate::room::{self, Mode, RoomClaims};
 use crate::store::{RoomApp, RoomAppStore};
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewRoomApp {
-    #[schema(format = Int64, minimum = 1, maximum = 4294967295.0)]
-    pub app_id: u64,
-    /// Exactly 32 characters; never shown again.
-    #[schema(value_type = String, format = Password)]
-    pub server_secret: secrecy::SecretString,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct IssueRoomToken {
-    pub user_id: String,
-    #[serde(default)]
-    pub room_id: Option<String>,
-    #[schema(value_type = crate::api::PrivilegesDoc)]
-    pub privileges: Privileges,
-    pub ttl_seconds: u64,
-    #[serde(default)]
-    /// `gcm` (default) or `cbc`.
-    #[schema(value_type = Option<String>, pattern = "^(gcm|cbc)$")]
-    pub mode: Option<Mode>,
-}
-
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct IssuedRoomToken {
-    pub token: String,
-    #[schema(value_type = String, format = DateTime)]
-    pub expires_at: Timestamp,
-}
-
-#[derive(Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct VerifyRoomToken {
-    #[schema(format = Int64, minimum = 0, maximum = 4294967295.0)]
-    pub app_id: u32,
-    pub token: String,
-    #[serde(default)]
-    pub room_id: Option<String>,
-    #[serde(default)]
-    /// `login_room` or `publish_stream`.
-    #[schema(value_type = Option<String>, pattern = "^(login_room|publish_stream)$")]
-    pub privilege: Option<Privilege>,
-}
-
-#[derive(Serialize, Default, utoipa::ToSchema)]
-pub struct RoomVerification {
-    pub valid: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub room_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub privileges: Option<Privileges>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub expires_at: Option<Timestamp>,
-}
+pub use tokengate_proto::rooms::{IssueRoomToken, IssuedRoomToken, NewRoomApp, RoomVerification, VerifyRoomToken};
 
 fn context(account: AccountId, app_id: u32) -> String {
     format!("room-app:{account}:{app_id}")
@@ -170,7 +107,7 @@ impl Services {
     pub async fn verify_room_token(&self, req: VerifyRoomToken) -> ServiceResult<RoomVerification> {
         let refused = |reason: room::Refusal| RoomVerification {
             valid: false,
-            reason: Some(reason.reason()),
+            reason: Some(reason.reason().into()),
             ..Default::default()
         };
         let Ok(app_id) = valid_app_id(u64::from(req.app_id)) else { return Ok(refused(room::Refusal::WrongApp)) };

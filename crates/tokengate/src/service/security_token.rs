@@ -2,34 +2,16 @@
 //! rotate with a grace period, delete.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
 use tokengate_core::token::{self, Prefix};
 use tokengate_core::{AccountId, Digest, SecurityTokenStatus, Timestamp};
 
 use super::accounts::not_found;
-use super::{Actor, Readiness, ServiceError, ServiceResult, Services};
+use super::{Actor, ServiceError, ServiceResult, Services};
 use crate::store::{Change, SecurityToken, SecurityTokenStore};
+pub use tokengate_proto::security_token::SecurityTokenView;
 
 /// Longest grace period a rotation may keep the previous token for (30 days).
 pub const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
-
-/// The security token as the API shows it (never the secret).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct SecurityTokenView {
-    #[schema(value_type = String)]
-    pub status: SecurityTokenStatus,
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub created_at: Option<Timestamp>,
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub activated_at: Option<Timestamp>,
-    /// When the token replaced at the last rotation stops working (null when none is valid).
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub previous_valid_until: Option<Timestamp>,
-    /// When a leak report named the current token (it keeps working: rotate it).
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub leaked_at: Option<Timestamp>,
-    pub readiness: Readiness,
-}
 
 fn status_of(token: Option<&SecurityToken>) -> SecurityTokenStatus {
     match token {

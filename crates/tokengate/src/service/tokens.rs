@@ -1,68 +1,19 @@
 //! API keys and personal access tokens: issue, list, rotate, revoke, verify, usage.
 
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
 use tokengate_core::rules::validate_scope;
 use tokengate_core::token;
-use tokengate_core::{AccountId, Denial, Digest, InstanceId, IpAllowlist, MemberId, Timestamp, TokenId, TokenKind};
+use tokengate_core::{AccountId, Denial, Digest, IpAllowlist, Timestamp, TokenId, TokenKind};
 
 use super::accounts::not_found;
 use super::authz::role_allows;
 use super::security_token::MAX_GRACE_SECONDS;
 use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
-use crate::store::{ApiToken, Change, InstanceStore, MemberStore, RateLimit, TokenFormat, TokenStore};
+use crate::store::{ApiToken, Change, InstanceStore, MemberStore, TokenFormat, TokenStore};
+pub use tokengate_proto::tokens::{NewToken, Verification};
 
 /// The longest an API key may live (ten years); personal tokens are capped per account.
 const MAX_API_KEY_SECONDS: u64 = 10 * 365 * 24 * 3600;
-
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    /// 1 to 200 characters, not only spaces, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    pub name: String,
-    /// `api_key` or `personal`.
-    #[schema(value_type = String, pattern = "^(api_key|personal)$")]
-    pub kind: TokenKind,
-    #[schema(value_type = Option<uuid::Uuid>)]
-    pub member_id: Option<MemberId>,
-    #[schema(min_items = 1, max_items = 100)]
-    pub scopes: Vec<String>,
-    #[schema(minimum = 1)]
-    pub expires_in_seconds: Option<u64>,
-    #[serde(default)]
-    pub ip_allowlist: Vec<String>,
-    pub rate_limit: Option<RateLimit>,
-    #[serde(default)]
-    #[schema(value_type = Vec<uuid::Uuid>)]
-    pub instance_ids: Vec<InstanceId>,
-}
-
-/// The answer of `POST /v1/verify`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Verification {
-    pub valid: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub token_id: Option<TokenId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub account_id: Option<AccountId>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>)]
-    pub kind: Option<TokenKind>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scopes: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, format = DateTime)]
-    pub expires_at: Option<Timestamp>,
-}
 
 fn duration_secs(value: Option<u64>, what: &str, max: u64) -> ServiceResult<Option<i64>> {
     match value {
@@ -234,7 +185,7 @@ impl Services {
         let now = Timestamp::now();
         let denied = |d: &Denial| Verification {
             valid: false,
-            reason: Some(d.reason()),
+            reason: Some(d.reason().into()),
             token_id: None,
             account_id: None,
             kind: None,

@@ -3,27 +3,14 @@
 
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
 use tokengate_core::{AccountId, Timestamp};
 
 use super::accounts::not_found;
 use super::{Actor, ServiceError, ServiceResult, Services};
 use crate::store::{Webhook, WebhookDelivery, WebhookStore};
+pub use tokengate_proto::webhooks::NewWebhook;
 
 pub use crate::store::WEBHOOK_EVENTS;
-
-/// `POST /v1/accounts/{acc}/webhooks`.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewWebhook {
-    /// `http://` or `https://`, at most 2048 characters.
-    #[schema(max_length = 2048)]
-    pub url: String,
-    /// One or more of `token.created`, `token.revoked`, `token.leaked`, `token.expiring`,
-    /// `security_token.activated`, `security_token.rotated`.
-    #[schema(min_items = 1)]
-    pub events: Vec<String>,
-}
 
 /// The sealing context of a webhook's secret.
 pub fn secret_context(id: &str) -> String {

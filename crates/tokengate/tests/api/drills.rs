@@ -438,3 +438,52 @@ async fn the_store_connection_dropped_and_stalled() {
     assert!(!names.contains(&"during"), "a refused write is not there: {names:?}");
     a.stop().await;
 }
+
+/// The usage buffer while the store is down: rows past `usage_buffer_rows` are not
+/// kept, and `tokengate_usage_dropped_total` counts exactly the requests they would
+/// have counted; the rows kept reach the store once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_buffer_is_bounded_and_counts_what_it_drops() {
+    let cluster = Cluster::create();
+    let a = TestApp::spawn_with(Some(cluster.url()), |c| c.usage_buffer_rows = 3).await;
+    let account = a.create_account("buffer").await;
+    let instance = a.ruled_instance(&account).await;
+    let mut keys = Vec::new();
+    for name in ["k1", "k2", "k3"] {
+        let t = a.create_token(&account, json!({"name": name, "kind": "api_key", "scopes": ["messages:send"]})).await;
+        keys.push((t["id"].as_str().unwrap().to_string(), t["token"].as_str().unwrap().to_string()));
+    }
+    // Rows are per minute: keep the whole run inside one.
+    let second = tokengate_core::Timestamp::now().as_secs() % 60;
+    if second > 50 {
+        tokio::time::sleep(Duration::from_secs(u64::try_from(61 - second).unwrap())).await;
+    }
+    cluster.stop();
+    let send = async |key: &str| a.bearer(&instance, Method::POST, "/send-text", Some(key)).await.status();
+    // k1: the account's row and k1's row; k2: its own row (the third and last).
+    assert_eq!(send(&keys[0].1).await, StatusCode::OK);
+    assert_eq!(send(&keys[1].1).await, StatusCode::OK);
+    // Past the bound: 5 requests of k3 and 4 rejections (a new account row) are dropped.
+    for _ in 0..5 {
+        assert_eq!(send(&keys[2].1).await, StatusCode::OK);
+    }
+    for _ in 0..4 {
+        assert_eq!(send("tgk_000000000000000000000000000000000000").await, StatusCode::UNAUTHORIZED);
+    }
+    let metrics = a.http.get(a.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let dropped = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tokengate_usage_dropped_total "))
+        .unwrap_or_else(|| panic!("no dropped counter: {metrics}"));
+    assert_eq!(dropped.trim(), "9");
+
+    cluster.start();
+    let usage_of = async |id: &str| {
+        let (_, usage) = a.admin(Method::GET, &format!("/v1/tokens/{id}/usage?bucket_seconds=60"), None).await;
+        usage["buckets"].as_array().map(|b| b.iter().map(|b| b["allowed"].as_u64().unwrap_or(0)).sum::<u64>())
+    };
+    eventually("the buffered rows reach the store", async || usage_of(&keys[1].0).await == Some(1)).await;
+    assert_eq!(usage_of(&keys[0].0).await, Some(1));
+    assert_eq!(usage_of(&keys[2].0).await, Some(0), "k3's requests were dropped, not half-counted");
+    a.stop().await;
+}

@@ -239,27 +239,32 @@ impl TestApp {
         (status, serde_json::from_str(&text).unwrap_or(Value::Null))
     }
 
+    /// The typed client (`tokengate-client`) for this server, with the admin token.
+    pub fn client(&self) -> tokengate_client::AdminClient {
+        // On this app's HTTP client: its one keep-alive connection, as `admin` uses.
+        tokengate_client::AdminClient::with_http(self.http.clone(), &self.url(""), self.admin_token.clone().into())
+    }
+
     pub async fn create_account(&self, name: &str) -> String {
-        let (status, body) = self.admin(reqwest::Method::POST, "/v1/accounts", Some(json!({ "name": name }))).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["id"].as_str().unwrap().to_string()
+        let body = tokengate_proto::accounts::CreateAccount { name: name.to_string() };
+        self.client().create_account(&body).await.unwrap().id.to_string()
     }
 
     /// Creates an instance in front of this app's upstream; returns (id, instance token).
     pub async fn create_instance(&self, account: &str) -> (String, String) {
-        let body = json!({ "name": "main", "upstream_url": self.upstream.url() });
-        let (status, body) =
-            self.admin(reqwest::Method::POST, &format!("/v1/accounts/{account}/instances"), Some(body)).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        (body["id"].as_str().unwrap().to_string(), body["token"].as_str().unwrap().to_string())
+        let body = tokengate_proto::instances::NewInstance {
+            name: "main".into(),
+            upstream_url: self.upstream.url(),
+            rules: Vec::new(),
+        };
+        let created = self.client().create_instance(account, &body).await.unwrap();
+        (created.instance.id.to_string(), created.token)
     }
 
     pub async fn generate_security_token(&self, account: &str) -> String {
-        let (status, body) =
-            self.admin(reqwest::Method::POST, &format!("/v1/accounts/{account}/security-token"), None).await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        assert_eq!(body["status"], "disabled");
-        body["token"].as_str().unwrap().to_string()
+        let generated = self.client().generate_security_token(account).await.unwrap();
+        assert_eq!(generated.status, tokengate_core::SecurityTokenStatus::Disabled);
+        generated.token
     }
 
     pub async fn activate(&self, account: &str) -> Value {

@@ -705,3 +705,18 @@ async fn every_admin_route_has_a_cli_command() {
     let audit: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(audit["items"].as_array().unwrap().iter().any(|e| e["action"] == "webhook.created"), "{audit}");
 }
+
+/// `tokengate completions SHELL` prints a completion script that knows the commands.
+#[test]
+fn shell_completions_name_the_commands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(binary()).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["security-token", "trusted-issuers", "rotate"] {
+            assert!(script.contains(word), "{shell} completions lack {word}");
+        }
+    }
+    let bad = Command::new(binary()).args(["completions", "cmd.exe"]).output().unwrap();
+    assert!(!bad.status.success());
+}

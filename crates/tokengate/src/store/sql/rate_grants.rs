@@ -47,6 +47,10 @@ impl SqlStore {
         decide: impl FnOnce(&[NodeSeen], &[GrantRow]) -> Vec<GrantRow>,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
+        // Grants and heartbeats are soft state, rewritten every turn: their commits need
+        // not wait for the WAL to reach the disk (ten a second per node would otherwise
+        // queue behind every other write's fsync).
+        sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
         sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(RECONCILE_LOCK).execute(&mut *tx).await?;
         sqlx::query(
             "INSERT INTO cluster_nodes (node_id, seen_at) \
