@@ -155,12 +155,13 @@ impl ClusterLimits {
         if budget.take() { Ok(()) } else { Err(u64::try_from(start + window - now_secs).unwrap_or(1).max(1)) }
     }
 
-    /// One turn: publish, take the next grants, drop windows that are over.
+    /// One turn: publish, take the next grants, drop windows that are over. When another
+    /// node is taking its turn, this one is skipped (grants unchanged; next tick).
     pub async fn reconcile(&self, store: &SqlStore) -> StoreResult<()> {
         let now_secs = Timestamp::now().as_secs();
         self.windows.retain(|k, _| k.start + i64::from(k.window_seconds) > now_secs);
         let mut raises = Vec::new();
-        store
+        let took_turn = store
             .reconcile_rate_grants(&self.node_id, now_secs, |nodes, rows| {
                 let (view, grants) = self.plan(nodes, rows, now_secs);
                 self.view.store(pack(view), Ordering::Relaxed);
@@ -186,6 +187,9 @@ impl ClusterLimits {
                 out
             })
             .await?;
+        if !took_turn {
+            return Ok(());
+        }
         // Raised only once the grants are committed: the others now count them.
         for (budget, granted) in raises {
             budget.raise_to(granted);
@@ -289,7 +293,7 @@ impl ClusterLimits {
                 _ = tick.tick() => {}
                 _ = stop.changed() => break,
             }
-            match tokio::time::timeout(Duration::from_secs(1), self.reconcile(&store)).await {
+            match tokio::time::timeout(Duration::from_secs(2), self.reconcile(&store)).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "rate-limit reconciliation failed; local shares apply");

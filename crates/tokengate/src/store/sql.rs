@@ -102,6 +102,9 @@ impl SqlStore {
                     // With the server unreachable an admin write fails within a second
                     // (503 store_unavailable) instead of holding its caller for long.
                     .acquire_timeout(Duration::from_millis(800))
+                    // Two kept open: a write on a busy machine need not wait for a new
+                    // connection (a fork and an authentication) within that deadline.
+                    .min_connections(2)
                     .connect(url)
                     .await?;
                 (pool.clone(), pool)

@@ -40,18 +40,29 @@ impl SqlStore {
     /// Records this node's heartbeat, reads every node and every grant of a window not
     /// yet over at `now_secs`, and writes the grants `decide` returns for this node —
     /// all while holding the reconciliation lock. `decide` runs inside the transaction.
+    /// `false` when another node held the lock: nothing was read or written.
     pub async fn reconcile_rate_grants(
         &self,
         node_id: &str,
         now_secs: i64,
         decide: impl FnOnce(&[NodeSeen], &[GrantRow]) -> Vec<GrantRow>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<bool> {
         let mut tx = self.begin().await?;
         // Grants and heartbeats are soft state, rewritten every turn: their commits need
         // not wait for the WAL to reach the disk (ten a second per node would otherwise
-        // queue behind every other write's fsync).
+        // queue behind every other write's fsync). A slow turn is ended by the server
+        // (a clean error) rather than by dropping the connection mid-query.
         sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
-        sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(RECONCILE_LOCK).execute(&mut *tx).await?;
+        sqlx::query("SET LOCAL statement_timeout = 500").execute(&mut *tx).await?;
+        // Another node's turn in progress: this one is skipped, not waited for.
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
+            .bind(RECONCILE_LOCK)
+            .fetch_one(&mut *tx)
+            .await?;
+        if !locked {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         sqlx::query(
             "INSERT INTO cluster_nodes (node_id, seen_at) \
              VALUES ($1, (extract(epoch from clock_timestamp()) * 1000)::bigint) \
@@ -85,7 +96,7 @@ impl SqlStore {
             write_grants(&mut tx, chunk).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     /// A node leaving: its heartbeat goes (the others stop reserving shares for it)
