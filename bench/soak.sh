@@ -6,9 +6,13 @@
 # interval (an error is a wrong status, a socket error or a failed admin write), the
 # worst p99 of the four request kinds, and each node's RSS and open file descriptors.
 # Target: 0 errors, RSS and fds flat after warm-up. Self-contained.
-#   bench/soak.sh               # DURATION=600
+# PAUSE_MS (default 1) is a pause before each request of a connection: 16 connections
+# then offer at most ~16,000 requests a second, a sustained load rather than the
+# saturation `compare.sh` measures (PAUSE_MS=0 saturates the machine instead).
+#   bench/soak.sh               # DURATION=600 PAUSE_MS=1
 source "$(dirname "$0")/lib.sh"
 DURATION=${DURATION:-600}
+PAUSE_MS=${PAUSE_MS:-1}
 export TOKENGATE_ACCESS_TOKEN_LIFETIME_SECONDS=86400
 # One issuer for both nodes (SPEC: nodes share public_url), so either verifies the JWT.
 export TOKENGATE_PUBLIC_URL=http://tokengate.soak.test
@@ -57,10 +61,10 @@ rounds=$((DURATION / 10)) seen_admin=0
 for ((r = 1; r <= rounds; r++)); do
   X=$A_PORT Y=$B_PORT
   ((r % 2)) || { X=$B_PORT Y=$A_PORT; }
-  wrk -t1 -c4 -d10s -s bench/soak/expect.lua -H "Client-Token: $CT" "http://127.0.0.1:$X$CT_TAIL" -- 200 >"$RUN/w1" 2>&1 &
-  wrk -t1 -c4 -d10s -s bench/soak/expect.lua -H "Authorization: Bearer $KEY" "http://127.0.0.1:$Y$B_TAIL" -- 200 >"$RUN/w2" 2>&1 &
-  wrk -t1 -c4 -d10s -s bench/soak/expect.lua -H "Authorization: Bearer $JWT" "http://127.0.0.1:$X$B_TAIL" -- 200 >"$RUN/w3" 2>&1 &
-  wrk -t1 -c4 -d10s -s bench/soak/expect.lua -H "Authorization: Bearer $BAD" "http://127.0.0.1:$Y$B_TAIL" -- 401 >"$RUN/w4" 2>&1 &
+  wrk -t1 -c4 -d10s -s bench/soak/expect.lua -H "Client-Token: $CT" "http://127.0.0.1:$X$CT_TAIL" -- 200 $PAUSE_MS >"$RUN/w1" 2>&1 &
+  wrk -t1 -c4 -d10s -s bench/soak/expect.lua -H "Authorization: Bearer $KEY" "http://127.0.0.1:$Y$B_TAIL" -- 200 $PAUSE_MS >"$RUN/w2" 2>&1 &
+  wrk -t1 -c4 -d10s -s bench/soak/expect.lua -H "Authorization: Bearer $JWT" "http://127.0.0.1:$X$B_TAIL" -- 200 $PAUSE_MS >"$RUN/w3" 2>&1 &
+  wrk -t1 -c4 -d10s -s bench/soak/expect.lua -H "Authorization: Bearer $BAD" "http://127.0.0.1:$Y$B_TAIL" -- 401 $PAUSE_MS >"$RUN/w4" 2>&1 &
   for j in $(jobs -p); do
     if ! printf '%s\n' "${PIDS[@]}" | grep -qx "$j"; then wait "$j" || true; fi
   done

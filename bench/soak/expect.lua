@@ -1,5 +1,7 @@
 -- wrk script: counts responses whose status is not the expected one (first argument)
 -- and prints one line: SOAK <requests> <wrong answers + socket errors> <p99 ms>.
+-- The second argument is a pause in milliseconds before each request of a connection
+-- (0: as fast as possible), which caps the load a connection offers.
 local threads = {}
 
 function setup(thread)
@@ -8,7 +10,12 @@ end
 
 function init(args)
   expected = tonumber(args[1])
+  pause = tonumber(args[2] or "0")
   wrong = 0
+end
+
+function delay()
+  return pause
 end
 
 function response(status, headers, body)
