@@ -55,10 +55,8 @@ impl SqlStore {
         sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
         sqlx::query("SET LOCAL statement_timeout = 500").execute(&mut *tx).await?;
         // Another node's turn in progress: this one is skipped, not waited for.
-        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)")
-            .bind(RECONCILE_LOCK)
-            .fetch_one(&mut *tx)
-            .await?;
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(RECONCILE_LOCK).fetch_one(&mut *tx).await?;
         if !locked {
             tx.rollback().await?;
             return Ok(false);
