@@ -192,10 +192,11 @@ pub fn with_store_deadline(router: Router, limit: std::time::Duration) -> Router
     router.layer(axum::middleware::from_fn_with_state(limit, store_deadline))
 }
 
-/// An admin request still unanswered after `store_timeout_millis` — in practice one
-/// waiting on a store that is unreachable or stalled — answers `503 store_unavailable`
-/// (its transaction, dropped uncommitted, rolls back). Imports stream for as long as
-/// their body does and are left alone.
+/// An admin request still unanswered `store_timeout_millis` after its body was read —
+/// in practice one waiting on a store that is unreachable or stalled — answers `503
+/// store_unavailable` (its transaction, dropped uncommitted, rolls back). The clock
+/// starts once the body has been read, so a slow client gets the body timeout's 408,
+/// not this. Imports stream for as long as their body does and are left alone.
 async fn store_deadline(
     axum::extract::State(limit): axum::extract::State<std::time::Duration>,
     req: axum::extract::Request,
@@ -204,13 +205,59 @@ async fn store_deadline(
     if req.uri().path().ends_with("/tokens/import") {
         return next.run(req).await;
     }
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => {
+    let (parts, body) = req.into_parts();
+    let (read, body_read) = tokio::sync::oneshot::channel();
+    let empty = http_body::Body::is_end_stream(&body);
+    let req =
+        axum::extract::Request::from_parts(parts, axum::body::Body::new(ReadSignal { inner: body, read: Some(read) }));
+    let handler = next.run(req);
+    tokio::pin!(handler);
+    let deadline = async {
+        if !empty {
+            // Also when the body is dropped unread or fails: the handler answers then.
+            let _ = body_read.await;
+        }
+        tokio::time::sleep(limit).await;
+    };
+    tokio::select! {
+        response = &mut handler => response,
+        () = deadline => {
             let unavailable = crate::store::StoreError::Backend(sqlx::Error::PoolTimedOut);
             axum::response::IntoResponse::into_response(error::ApiError::from(crate::service::ServiceError::Store(
                 unavailable,
             )))
         }
+    }
+}
+
+/// A request body that says when it has been read to its end.
+struct ReadSignal {
+    inner: axum::body::Body,
+    read: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl http_body::Body for ReadSignal {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
+            if let Some(read) = self.read.take() {
+                let _ = read.send(());
+            }
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }

@@ -451,6 +451,9 @@ async fn a_stalled_body_is_answered_408_and_closed() {
     let app = TestApp::spawn_with(None, |c| {
         c.body_read_timeout_seconds = 1;
         c.idle_timeout_seconds = 30;
+        // Shorter than the body timeout: the store deadline only starts once the body
+        // is read, so a slow client still gets the 408.
+        c.store_timeout_millis = 200;
     })
     .await;
     let acc = app.create_account("Slow body").await;
