@@ -245,10 +245,10 @@ impl http_body::Body for ReadSignal {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, axum::Error>>> {
         let polled = std::pin::Pin::new(&mut self.inner).poll_frame(cx);
-        if matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream() {
-            if let Some(read) = self.read.take() {
-                let _ = read.send(());
-            }
+        if (matches!(polled, std::task::Poll::Ready(None)) || self.inner.is_end_stream())
+            && let Some(read) = self.read.take()
+        {
+            let _ = read.send(());
         }
         polled
     }
