@@ -142,23 +142,10 @@ async fn write_grants(tx: &mut super::Tx, rows: &[GrantRow]) -> StoreResult<()> 
     let mut sql = String::from(
         "INSERT INTO rate_grants (token_id, rate_limit, window_seconds, window_start, node_id, granted, used, demand) VALUES ",
     );
-    for i in 0..rows.len() {
-        let n = i * 8;
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(&format!(
-            "(${},${},${},${},${},${},${},${})",
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4,
-            n + 5,
-            n + 6,
-            n + 7,
-            n + 8
-        ));
-    }
+    let tuples: Vec<String> = (0..rows.len())
+        .map(|i| format!("({})", (1..=8).map(|k| format!("${}", i * 8 + k)).collect::<Vec<_>>().join(",")))
+        .collect();
+    sql.push_str(&tuples.join(","));
     sql.push_str(
         " ON CONFLICT (token_id, rate_limit, window_seconds, window_start, node_id) DO UPDATE \
          SET granted = excluded.granted, used = excluded.used, demand = excluded.demand",
