@@ -22,8 +22,9 @@ if [[ ${BENCH_INSTALL:-0} == 1 ]]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk jq curl
 fi
 for tool in nginx wrk jq curl taskset; do command -v $tool >/dev/null || { echo "compare.sh: $tool missing (BENCH_INSTALL=1 installs it)" >&2; exit 2; }; done
-cargo build --release --locked --bin tokengate
-BIN=$ROOT/target/release/tokengate
+# TOKENGATE_BIN=path runs a binary built elsewhere (another allocator, a profiling build).
+if [[ -z ${TOKENGATE_BIN:-} ]]; then cargo build --release --locked --bin tokengate; fi
+BIN=${TOKENGATE_BIN:-$ROOT/target/release/tokengate}
 
 RUN=$(mktemp -d -t tokengate-bearer.XXXXXX)
 PIDS=()

@@ -90,6 +90,9 @@ pub struct Config {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key of `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// PEM certificates trusted for `https://` upstreams besides the Web PKI roots (an
+    /// internal CA); read at start-up.
+    pub upstream_ca_file: Option<PathBuf>,
     /// Where GitHub publishes its secret-scanning signing keys (`POST /v1/leaks/github`).
     pub leak_github_keys_url: String,
     /// Seconds between a failed webhook delivery and the next attempt, one entry per
@@ -144,6 +147,7 @@ impl Default for Config {
             housekeeping_interval_seconds: 3600,
             tls_cert: None,
             tls_key: None,
+            upstream_ca_file: None,
             leak_github_keys_url: "https://api.github.com/meta/public_keys/secret_scanning".into(),
             webhook_retry_seconds: vec![5, 300, 1800, 7200, 18000],
             usage_buffer_rows: crate::usage::DEFAULT_MAX_ROWS,
@@ -190,6 +194,7 @@ const ENV_KEYS: &[&str] = &[
     "workers",
     "tls_cert",
     "tls_key",
+    "upstream_ca_file",
     "leak_github_keys_url",
     "webhook_retry_seconds",
     "usage_buffer_rows",
@@ -209,6 +214,7 @@ const STRING_ENV_KEYS: &[&str] = &[
     "master_key",
     "tls_cert",
     "tls_key",
+    "upstream_ca_file",
     "leak_github_keys_url",
 ];
 

@@ -17,9 +17,11 @@ use http::Uri;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
 use hyper_util::rt::TokioIo;
+use rustls_pki_types::CertificateDer;
 use tokengate_core::IpAllowlist;
 use tokengate_core::allowlist::BadCidr;
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 use tower::Service;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -155,11 +157,49 @@ pub fn https_connector(
     policy: Arc<EgressPolicy>,
     connect_timeout: Option<Duration>,
 ) -> hyper_rustls::HttpsConnector<EgressConnector> {
+    https_connector_with(policy, connect_timeout, upstream_tls(&[]))
+}
+
+/// The connector for http and https under the policy, with its own TLS configuration.
+pub fn https_connector_with(
+    policy: Arc<EgressPolicy>,
+    connect_timeout: Option<Duration>,
+    tls: rustls::ClientConfig,
+) -> hyper_rustls::HttpsConnector<EgressConnector> {
     hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+        .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .wrap_connector(EgressConnector::new(policy, connect_timeout))
+}
+
+/// TLS towards upstreams: TLS 1.2 and 1.3 (aws-lc-rs), the Web PKI roots, and `extra`
+/// roots (`upstream_ca_file`).
+pub fn upstream_tls(extra: &[CertificateDer<'static>]) -> rustls::ClientConfig {
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
+    let (added, ignored) = roots.add_parsable_certificates(extra.iter().cloned());
+    if ignored > 0 {
+        tracing::warn!(added, ignored, "some upstream CA certificates could not be used");
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
+        Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
+        // The built-in provider supports the default versions; this cannot happen.
+        Err(_) => {
+            rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
+        }
+    }
+}
+
+/// Reads `upstream_ca_file`: one or more PEM certificates.
+pub fn read_ca_file(path: &std::path::Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    use anyhow::Context;
+    use rustls_pki_types::pem::PemObject;
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading upstream_ca_file {}", path.display()))?;
+    anyhow::ensure!(!certs.is_empty(), "upstream_ca_file {} holds no certificate", path.display());
+    Ok(certs)
 }
 
 #[cfg(test)]

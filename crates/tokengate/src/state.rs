@@ -9,6 +9,7 @@ use std::collections::HashMap;
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
@@ -36,6 +37,8 @@ pub struct Upstream {
     pub authority: Authority,
     /// The upstream URL's path without its trailing `/` (often empty).
     pub base_path: String,
+    /// `Host` of every forwarded request: the upstream's authority.
+    pub host_header: HeaderValue,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,13 +56,16 @@ impl Upstream {
         if authority.host().is_empty() || authority.as_str().contains('@') {
             return Err(BadUpstream);
         }
-        Ok(Upstream { scheme, authority, base_path: uri.path().trim_end_matches('/').to_string() })
+        let host_header = HeaderValue::from_str(authority.as_str()).map_err(|_| BadUpstream)?;
+        Ok(Upstream { scheme, authority, base_path: uri.path().trim_end_matches('/').to_string(), host_header })
     }
 }
 
 /// One instance as the gateway enforces it.
 #[derive(Debug)]
 pub struct LiveInstance {
+    /// When it was read from the store (see [`GatewayState::resync`]).
+    stamp: u64,
     pub id: InstanceId,
     pub account_id: AccountId,
     pub token_digest: Digest,
@@ -70,6 +76,8 @@ pub struct LiveInstance {
 /// One account's gateway policy.
 #[derive(Debug, Default)]
 pub struct AccountPolicy {
+    /// When it was read from the store (see [`GatewayState::resync`]).
+    stamp: u64,
     pub security_token: SecurityTokenPolicy,
     pub allowlist: IpAllowlist,
 }
@@ -90,8 +98,8 @@ pub struct LiveToken {
     /// `X-Tokengate-Scopes`, built once per distinct scope list.
     pub scopes_header: Arc<HeaderValue>,
     rate: Option<Arc<(RateLimit, DefaultDirectRateLimiter)>>,
-    /// The resync that loaded it; older ones are dropped when a resync completes.
-    generation: u32,
+    /// When it was read from the store (see [`GatewayState::resync`]).
+    stamp: u64,
     /// An imported key (SPEC §15): found by the digest of its original text.
     imported: bool,
 }
@@ -155,6 +163,64 @@ fn limiter(rate: RateLimit) -> Option<Arc<(RateLimit, DefaultDirectRateLimiter)>
     Some(Arc::new((rate, RateLimiter::direct(quota))))
 }
 
+/// What a refresh may remove.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Removed {
+    Instance(InstanceId),
+    Account(AccountId),
+    Token(u64),
+}
+
+/// Something loaded from the store, stamped with when it was read.
+trait Stamped {
+    fn stamp(&self) -> u64;
+}
+
+macro_rules! stamped {
+    ($($t:ty),*) => {$(impl Stamped for $t { fn stamp(&self) -> u64 { self.stamp } })*};
+}
+stamped!(LiveInstance, AccountPolicy, LiveToken);
+
+/// Puts `value` unless what the map holds was read later, or a later refresh removed it.
+fn put_newer<K, V, S>(map: &DashMap<K, Arc<V>, S>, removed: &DashMap<Removed, u64>, key: K, tag: Removed, value: V)
+where
+    K: Eq + std::hash::Hash,
+    V: Stamped,
+    S: std::hash::BuildHasher + Clone,
+{
+    let stamp = value.stamp();
+    match map.entry(key) {
+        dashmap::Entry::Occupied(mut held) => {
+            if held.get().stamp() <= stamp {
+                held.insert(Arc::new(value));
+            }
+        }
+        dashmap::Entry::Vacant(slot) => {
+            if removed.get(&tag).is_none_or(|at| *at <= stamp) {
+                slot.insert(Arc::new(value));
+            }
+        }
+    }
+}
+
+/// Removes what the map holds unless it was read later than `stamp`; remembers the
+/// removal so that an older read does not bring it back.
+fn remove_older<K, V, S>(
+    map: &DashMap<K, Arc<V>, S>,
+    removed: &DashMap<Removed, u64>,
+    key: &K,
+    tag: Removed,
+    stamp: u64,
+) where
+    K: Eq + std::hash::Hash,
+    V: Stamped,
+    S: std::hash::BuildHasher + Clone,
+{
+    map.remove_if(key, |_, held| held.stamp() <= stamp);
+    let mut at = removed.entry(tag).or_insert(stamp);
+    *at = (*at).max(stamp);
+}
+
 #[derive(Default)]
 pub struct GatewayState {
     instances: DashMap<InstanceId, Arc<LiveInstance>>,
@@ -165,12 +231,15 @@ pub struct GatewayState {
     /// each other; the full 32-byte key would cost ~50 MB more at that size.)
     tokens: DashMap<u64, Arc<LiveToken>, std::hash::BuildHasherDefault<PrefixHasher>>,
     admin_tokens: ArcSwap<Vec<(String, Digest)>>,
-    /// Counts full resyncs; see [`LiveToken::generation`].
-    generation: std::sync::atomic::AtomicU32,
-    /// Refreshes run one at a time, each reading the store after the previous one: a
-    /// full resync can then never drop or overwrite what a later commit loaded, and two
-    /// refreshes of one object cannot land out of order. The hot path never takes it.
-    refresh: tokio::sync::Mutex<()>,
+    /// The read clock: every refresh takes the next stamp before it reads the store,
+    /// and an object read under an older stamp never replaces one read under a newer
+    /// stamp (see [`GatewayState::resync`]).
+    clock: AtomicU64,
+    /// Objects a refresh removed, with its stamp: a resync that read them before the
+    /// removal does not bring them back. Pruned by every resync.
+    removed: DashMap<Removed, u64>,
+    /// Full resyncs run one at a time (nothing else waits for them).
+    resyncing: tokio::sync::Mutex<()>,
     /// Whether any imported key was ever loaded: until then a string without a
     /// tokengate prefix costs no digest.
     has_imported: std::sync::atomic::AtomicBool,
@@ -273,56 +342,61 @@ impl GatewayState {
             && importable(presented)
     }
 
-    /// Replaces everything with what the store holds now.
+    /// The stamp of a read about to start: later than every stamp taken before.
+    fn next_stamp(&self) -> u64 {
+        self.clock.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Replaces everything with what the store holds now, without stopping anything
+    /// else: the gateway keeps serving from the maps, and changes keep being applied
+    /// while a resync streams a million tokens.
+    ///
+    /// Every refresh takes a stamp before it reads, and what it puts carries that
+    /// stamp; an object read under an older stamp never replaces one read under a
+    /// newer stamp, nor brings back one a newer refresh removed. So a change applied
+    /// while a resync runs (a revocation, say) is never undone by the resync's older
+    /// copy. When the pass is over, what it did not see and no newer refresh put is
+    /// gone from the store, and is dropped.
     pub async fn resync(&self, store: &SqlStore) -> StoreResult<()> {
-        let _one_at_a_time = self.refresh.lock().await;
+        let _one_at_a_time = self.resyncing.lock().await;
+        let stamp = self.next_stamp();
         let policies = store.all_account_policies().await?;
         let instances = store.all_gateway_instances().await?;
         self.admin_tokens.store(Arc::new(store.admin_token_digests().await?));
-        // Tokens stream in (a million rows are never held at once); those not seen in
-        // this pass are gone from the store and are dropped after it.
-        let generation = self.generation.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        for record in policies {
+            self.put_account(record, stamp);
+        }
+        for record in instances {
+            self.put_instance(record, stamp);
+        }
+        // Tokens stream in (a million rows are never held at once).
         let mut scope_sets = ScopeSets::new();
         store
             .for_each_live_token(Timestamp::now().plus_secs(-TOMBSTONE_SECONDS), &mut |token, digest| {
-                self.put_token(token, digest, generation, &mut scope_sets);
+                self.put_token(token, digest, stamp, &mut scope_sets);
             })
             .await?;
-        self.tokens.retain(|_, t| t.generation == generation);
-
-        let accounts: Vec<AccountId> = policies.iter().map(|p| p.account_id).collect();
-        for record in policies {
-            self.put_account(record);
-        }
-        self.accounts.retain(|id, _| accounts.contains(id));
-        let ids: std::collections::HashSet<InstanceId> = instances.iter().map(|i| i.instance.id).collect();
-        for record in instances {
-            self.put_instance(record);
-        }
-        self.instances.retain(|id, _| ids.contains(id));
+        self.tokens.retain(|_, t| t.stamp >= stamp);
+        self.accounts.retain(|_, a| a.stamp >= stamp);
+        self.instances.retain(|_, i| i.stamp >= stamp);
+        // Removals older than this pass can no longer be undone by any read.
+        self.removed.retain(|_, at| *at > stamp);
         self.oauth.reload_all(store).await
     }
 
-    /// Reloads what one committed change touched.
     /// Loads tokens this node has just committed (an import batch) without reading them
     /// back from the store; other nodes load them through the change notice.
     pub async fn put_committed_tokens(&self, tokens: impl IntoIterator<Item = (ApiToken, Digest)>) {
-        let _one_at_a_time = self.refresh.lock().await;
-        let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
-        let mut scope_sets = ScopeSets::new();
-        for (token, digest) in tokens {
-            self.put_token(token, digest, generation, &mut scope_sets);
-        }
+        self.load_tokens(tokens);
     }
 
+    /// Reloads what one committed change touched.
     pub async fn apply(&self, store: &SqlStore, change: Change) -> StoreResult<()> {
-        let _one_at_a_time = self.refresh.lock().await;
+        let stamp = self.next_stamp();
         match change {
             Change::Account(id) => match store.account_policy(id).await? {
-                Some(record) => self.put_account(record),
-                None => {
-                    self.accounts.remove(&id);
-                }
+                Some(record) => self.put_account(record, stamp),
+                None => remove_older(&self.accounts, &self.removed, &id, Removed::Account(id), stamp),
             },
             Change::Instance(id) => match store.gateway_instance(id).await? {
                 Some(record) => {
@@ -330,25 +404,21 @@ impl GatewayState {
                     if !self.accounts.contains_key(&account)
                         && let Some(policy) = store.account_policy(account).await?
                     {
-                        self.put_account(policy);
+                        self.put_account(policy, stamp);
                     }
-                    self.put_instance(record);
+                    self.put_instance(record, stamp);
                 }
-                None => {
-                    self.instances.remove(&id);
-                }
+                None => remove_older(&self.instances, &self.removed, &id, Removed::Instance(id), stamp),
             },
             Change::Token(id) => {
                 if let Some((token, digest)) = store.live_token(id).await? {
-                    let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
-                    self.put_token(token, digest, generation, &mut ScopeSets::new());
+                    self.put_token(token, digest, stamp, &mut ScopeSets::new());
                 }
             }
             Change::TokenBatch { account, first, last } => {
-                let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
                 let mut scope_sets = ScopeSets::new();
                 for (token, digest) in store.live_tokens_between(account, first, last).await? {
-                    self.put_token(token, digest, generation, &mut scope_sets);
+                    self.put_token(token, digest, stamp, &mut scope_sets);
                 }
             }
             Change::AdminTokens => self.admin_tokens.store(Arc::new(store.admin_token_digests().await?)),
@@ -360,7 +430,7 @@ impl GatewayState {
         Ok(())
     }
 
-    fn put_account(&self, record: AccountPolicyRecord) {
+    fn put_account(&self, record: AccountPolicyRecord, stamp: u64) {
         let allowlist = IpAllowlist::parse(&record.ip_allowlist).unwrap_or_else(|e| {
             // Validated on the way in; a bad stored entry must fail closed, not open.
             tracing::error!(account = %record.account_id, error = %e, "stored IP allowlist is invalid; denying all");
@@ -370,30 +440,33 @@ impl GatewayState {
             None => SecurityTokenPolicy::None,
             Some(t) => SecurityTokenPolicy::Configured { active: t.active, current: t.digest, previous: t.previous },
         };
-        self.accounts.insert(record.account_id, Arc::new(AccountPolicy { security_token, allowlist }));
+        let id = record.account_id;
+        let policy = AccountPolicy { stamp, security_token, allowlist };
+        put_newer(&self.accounts, &self.removed, id, Removed::Account(id), policy);
     }
 
     /// Adds or replaces many tokens, sharing identical scope lists between them.
     pub fn load_tokens(&self, tokens: impl IntoIterator<Item = (ApiToken, Digest)>) {
-        let generation = self.generation.load(std::sync::atomic::Ordering::Relaxed);
+        let stamp = self.next_stamp();
         let mut scope_sets = ScopeSets::new();
         for (token, digest) in tokens {
-            self.put_token(token, digest, generation, &mut scope_sets);
+            self.put_token(token, digest, stamp, &mut scope_sets);
         }
     }
 
     /// Adds or replaces a token. `scope_sets` shares identical scope lists between tokens
     /// during a bulk load. Revoked and expired tokens stay for [`TOMBSTONE_SECONDS`], so
     /// that the verify API can tell `revoked` and `expired` from `not_found`.
-    fn put_token(&self, token: ApiToken, digest: Digest, generation: u32, scope_sets: &mut ScopeSets) {
+    fn put_token(&self, token: ApiToken, digest: Digest, stamp: u64, scope_sets: &mut ScopeSets) {
         let horizon = Timestamp::now().plus_secs(-TOMBSTONE_SECONDS);
+        let slot = key(&digest);
         if token.revoked_at.is_some_and(|at| at <= horizon) || token.expires_at.is_some_and(|at| at <= horizon) {
-            self.tokens.remove(&key(&digest));
+            remove_older(&self.tokens, &self.removed, &slot, Removed::Token(slot), stamp);
             return;
         }
         let Ok(ip_allowlist) = IpAllowlist::parse(&token.ip_allowlist) else {
             tracing::error!(token = %token.id, "stored token allowlist is invalid; not accepting the token");
-            self.tokens.remove(&key(&digest));
+            remove_older(&self.tokens, &self.removed, &slot, Removed::Token(slot), stamp);
             return;
         };
         let (scopes, scopes_header) = match scope_sets.get(&token.scopes) {
@@ -426,30 +499,24 @@ impl GatewayState {
         if imported {
             self.has_imported.store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        let live = LiveToken { digest, credential, scopes_header, rate, generation, imported };
-        self.tokens.insert(key(&digest), Arc::new(live));
+        let live = LiveToken { digest, credential, scopes_header, rate, stamp, imported };
+        put_newer(&self.tokens, &self.removed, slot, Removed::Token(slot), live);
     }
 
-    fn put_instance(&self, record: GatewayInstance) {
+    fn put_instance(&self, record: GatewayInstance, stamp: u64) {
         let GatewayInstance { instance, token_digest } = record;
         let upstream = Upstream::parse(&instance.upstream_url);
         let rules = RuleSet::new(instance.rules);
         match (upstream, rules) {
             (Ok(upstream), Ok(rules)) => {
-                self.instances.insert(
-                    instance.id,
-                    Arc::new(LiveInstance {
-                        id: instance.id,
-                        account_id: instance.account_id,
-                        token_digest,
-                        upstream,
-                        rules,
-                    }),
-                );
+                let id = instance.id;
+                let live = LiveInstance { stamp, id, account_id: instance.account_id, token_digest, upstream, rules };
+                put_newer(&self.instances, &self.removed, id, Removed::Instance(id), live);
             }
             _ => {
                 tracing::error!(instance = %instance.id, "stored instance is invalid; not serving it");
-                self.instances.remove(&instance.id);
+                let id = instance.id;
+                remove_older(&self.instances, &self.removed, &id, Removed::Instance(id), stamp);
             }
         }
     }

@@ -3,13 +3,15 @@
 //! On PostgreSQL every committed change sends a notice on [`CHANGE_CHANNEL`]; this task
 //! listens and reloads what each notice names. Notices sent while the connection was
 //! down are lost, so every (re)connection is followed by a full resync. A periodic full
-//! resync on every store is a safety net.
+//! resync on every store is a safety net. Resyncs run in a task of their own, beside
+//! the listener: a notice is applied at once even while a resync streams a million
+//! tokens (the state's read stamps keep the two from undoing each other).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::PgListener;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use crate::state::GatewayState;
 use crate::store::{Backend, CHANGE_CHANNEL, Change, SqlStore};
@@ -52,7 +54,20 @@ fn record_lag(sent_ms: Option<i64>) {
     }
 }
 
-async fn listen(store: &SqlStore, state: &GatewayState, resync_every: Duration) {
+/// Runs a resync each time one is asked for; asks made while one runs make one more
+/// (not one each).
+async fn resync_when_asked(store: SqlStore, state: Arc<GatewayState>, asked: Arc<Notify>) {
+    loop {
+        asked.notified().await;
+        resync(&store, &state).await;
+    }
+}
+
+async fn listen(store: &SqlStore, state: &Arc<GatewayState>, resync_every: Duration) {
+    let asked = Arc::new(Notify::new());
+    // Ends with this future (a JoinSet aborts its tasks when dropped).
+    let mut resyncs = tokio::task::JoinSet::new();
+    resyncs.spawn(resync_when_asked(store.clone(), Arc::clone(state), Arc::clone(&asked)));
     loop {
         let mut listener = match connect(store.url()).await {
             Ok(l) => l,
@@ -67,7 +82,7 @@ async fn listen(store: &SqlStore, state: &GatewayState, resync_every: Duration) 
         };
         metrics::gauge!("tokengate_change_listener_up").set(1.0);
         // Whatever changed before we were listening is picked up here.
-        resync(store, state).await;
+        asked.notify_one();
         let mut tick = tokio::time::interval(resync_every);
         tick.tick().await;
         loop {
@@ -77,7 +92,7 @@ async fn listen(store: &SqlStore, state: &GatewayState, resync_every: Duration) 
                         Some((change, sent_ms)) => {
                             if let Err(e) = state.apply(store, change).await {
                                 tracing::warn!(error = %e, "applying a change failed; resyncing");
-                                resync(store, state).await;
+                                asked.notify_one();
                             }
                             record_lag(sent_ms);
                         }
@@ -97,7 +112,7 @@ async fn listen(store: &SqlStore, state: &GatewayState, resync_every: Duration) 
                         break;
                     }
                 },
-                _ = tick.tick() => resync(store, state).await,
+                _ = tick.tick() => asked.notify_one(),
             }
         }
     }

@@ -5,12 +5,10 @@
 
 use std::sync::OnceLock;
 
-use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
-use crate::gateway::Rejection;
 
 /// Installs the global tracing subscriber (once; later calls are ignored).
 pub fn init_tracing(format: LogFormat, level: &str) {
@@ -38,6 +36,7 @@ pub fn metrics_handle() -> &'static PrometheusHandle {
         // Another recorder may already be installed (e.g. by an embedding program);
         // then our handle still renders what we record through it.
         let _ = metrics::set_global_recorder(recorder);
+        describe_operator_metrics();
         handle
     })
 }
@@ -61,77 +60,6 @@ fn describe_operator_metrics() {
         Unit::Seconds,
         "Time since this node last reconciled its rate-limit grants with the others"
     );
-}
-
-const REASONS: [&str; 18] = [
-    "instance_not_found",
-    "bad_path",
-    "ip_not_allowed",
-    "client_token_missing",
-    "client_token_invalid",
-    "no_matching_rule",
-    "invalid_token",
-    "insufficient_scope",
-    "rate_limited",
-    "token_ip_not_allowed",
-    "token_expired",
-    "token_revoked",
-    "body_too_large",
-    "body_timeout",
-    "bad_request",
-    "upstream_unavailable",
-    "upstream_timeout",
-    "upstream_address_not_allowed",
-];
-
-/// Metric handles of the gateway, resolved once so the hot path only bumps atomics.
-pub struct GatewayMetrics {
-    pub forwarded: Counter,
-    rejected: Vec<(&'static str, Counter)>,
-    pub latency: Histogram,
-    pub upstream_errors_unavailable: Counter,
-    pub upstream_errors_timeout: Counter,
-    pub upstream_errors_denied: Counter,
-}
-
-impl GatewayMetrics {
-    pub fn new() -> GatewayMetrics {
-        metrics_handle();
-        metrics::describe_counter!("tokengate_gateway_requests_total", "Gateway requests by outcome and reason");
-        metrics::describe_histogram!(
-            "tokengate_gateway_request_duration_seconds",
-            metrics::Unit::Seconds,
-            "Gateway request latency until response headers"
-        );
-        metrics::describe_counter!("tokengate_upstream_errors_total", "Upstream failures by kind");
-        describe_operator_metrics();
-        GatewayMetrics {
-            forwarded: metrics::counter!("tokengate_gateway_requests_total", "outcome" => "forwarded", "reason" => "ok"),
-            rejected: REASONS
-                .iter()
-                .map(|r| {
-                    (*r, metrics::counter!("tokengate_gateway_requests_total", "outcome" => "rejected", "reason" => *r))
-                })
-                .collect(),
-            latency: metrics::histogram!("tokengate_gateway_request_duration_seconds"),
-            upstream_errors_unavailable: metrics::counter!("tokengate_upstream_errors_total", "kind" => "unavailable"),
-            upstream_errors_timeout: metrics::counter!("tokengate_upstream_errors_total", "kind" => "timeout"),
-            upstream_errors_denied: metrics::counter!("tokengate_upstream_errors_total", "kind" => "egress_denied"),
-        }
-    }
-
-    pub fn rejected(&self, rejection: &Rejection) {
-        let reason = rejection.reason();
-        if let Some((_, c)) = self.rejected.iter().find(|(r, _)| *r == reason) {
-            c.increment(1);
-        }
-    }
-}
-
-impl Default for GatewayMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
 }
 
 #[cfg(test)]

@@ -10,9 +10,8 @@ use std::net::SocketAddr;
 use axum::body::Body;
 use http::header::HeaderName;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
-use tokengate_core::Timestamp;
 
-use super::{Admitted, ClientAddr, Gateway, Rejection, json_error, proxy};
+use super::{Admitted, Gateway, Rejection, RequestCtx, json_error, proxy};
 
 /// The path of the decision endpoint.
 pub const PATH: &str = "/decide";
@@ -80,9 +79,8 @@ impl Gateway {
     /// Answers one decision request.
     pub async fn decide<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body> {
         let nginx = nginx_profile(req.uri());
-        let now = Timestamp::now();
-        let addr = ClientAddr::resolve(peer, req.headers(), self.trusted_proxies());
-        let outcome = if addr.via_trusted_proxy {
+        let ctx = RequestCtx::new(peer, req.headers(), self.trusted_proxies());
+        let outcome = if ctx.addr.via_trusted_proxy {
             original_request(&req).map(|(method, uri)| {
                 // The original request, as far as the checks go: its method and target,
                 // and the headers the proxy passed on (Client-Token, Authorization, …).
@@ -91,20 +89,17 @@ impl Gateway {
                 *original.method_mut() = method;
                 *original.uri_mut() = uri;
                 *original.headers_mut() = parts.headers;
-                self.decide_original(&original, &addr, now)
+                self.decide_original(&original, &ctx)
             })
         } else {
             Err(DecideError::NotTrusted)
         };
+        if let Ok(decided) = &outcome {
+            self.metrics.record(decided.as_ref().map(|_| ()).map_err(Rejection::reason), ctx.started.elapsed());
+        }
         match outcome {
-            Ok(Ok(response)) => {
-                self.metrics.forwarded.increment(1);
-                response
-            }
-            Ok(Err(rejection)) => {
-                self.metrics.rejected(&rejection);
-                refusal(rejection, nginx)
-            }
+            Ok(Ok(response)) => response,
+            Ok(Err(rejection)) => refusal(rejection, nginx),
             Err(DecideError::NotTrusted) => json_error(StatusCode::FORBIDDEN, "not a trusted proxy"),
             Err(DecideError::BadOriginal(what)) => {
                 json_error(StatusCode::BAD_REQUEST, &format!("the original request's {what} is invalid"))
@@ -112,19 +107,15 @@ impl Gateway {
         }
     }
 
-    fn decide_original(
-        &self,
-        original: &Request<()>,
-        addr: &ClientAddr,
-        now: Timestamp,
-    ) -> Result<Response<Body>, Rejection> {
-        let (instance, admitted) = self.admit(original, addr, now)?;
+    /// The steps of a proxied request but `forward`: `route`, the checks, `record`.
+    fn decide_original(&self, original: &Request<()>, ctx: &RequestCtx) -> Result<Response<Body>, Rejection> {
+        let routed = self.route(original.uri().path())?;
+        let admitted = self.check(ctx, &routed, original);
         let bearer = admitted.as_ref().ok().and_then(|a| a.bearer.as_ref());
-        let result = admitted.as_ref().map(|_| ()).map_err(Clone::clone);
-        self.finish(&instance, &result, bearer, now);
+        self.record(ctx, &routed.instance, admitted.as_ref().map(|_| ()), bearer);
         let Admitted { bearer, .. } = admitted?;
         let mut response = Response::new(Body::empty());
-        proxy::identity_headers(response.headers_mut(), &instance, bearer.as_ref());
+        proxy::identity_headers(response.headers_mut(), &routed.instance, bearer.as_ref());
         response.headers_mut().insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         Ok(response)
     }

@@ -1,15 +1,20 @@
 //! The gateway: `ANY /instances/{id}/token/{instance_token}/{path…}` (SPEC §6).
 //!
 //! A request goes through named steps, top to bottom, each a small function with a
-//! typed outcome; none of them touches the store:
-//! route (instance, canonical tail) → client address and IP allowlist → Client-Token →
-//! route rules → forward → record. Usage is counted in memory (see [`crate::usage`]).
-//! Loops and header sizes are refused before, for every route (see `server`).
+//! typed outcome ([`Gateway::handle`]); none of them touches the store:
+//! `route` (instance and its token) → `admit_address` (the account's IP allowlist) →
+//! `client_token` → `bearer` (route rules and the token they require) → `forward` (on
+//! the worker's own upstream connections, see [`upstream`]) → `record` (usage and last
+//! use, from the outcome; metrics from the [`Reason`] of a [`Rejection`]). Usage is
+//! counted in memory (see [`crate::usage`]). Loops and header sizes are refused before,
+//! for every route (see `server`).
 
 mod decide;
 mod proxy;
 mod reject;
+mod stats;
 mod upgrade;
+mod upstream;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -23,15 +28,16 @@ use tokengate_core::{
 };
 
 pub use decide::is_decide_path;
-pub use proxy::{ErrorChain, UpstreamClient};
-pub use reject::{Rejection, json_error};
+pub use proxy::ErrorChain;
+pub use reject::{Reason, Rejection, json_error};
+pub use upstream::{PoolKey, UpstreamBody, UpstreamError, UpstreamPool};
 
+use self::stats::GatewayMetrics;
 use crate::egress::EgressPolicy;
 use crate::limits::ClientBody;
 use crate::oauth::VerifiedJwt;
 use crate::state::{AccountPolicy, GatewayState, LiveInstance, LiveToken};
 use crate::store::UsageKind;
-use crate::telemetry::GatewayMetrics;
 use crate::usage::UsageRecorder;
 
 /// The path prefix the gateway serves; everything else goes to the admin router.
@@ -40,7 +46,8 @@ pub const PREFIX: &str = "/instances/";
 pub struct Gateway {
     pub state: Arc<GatewayState>,
     pub usage: Arc<UsageRecorder>,
-    client: UpstreamClient,
+    /// This worker's upstream connections (each worker has its own gateway).
+    pool: UpstreamPool,
     trusted_proxies: IpAllowlist,
     upstream_timeout: Duration,
     max_body_bytes: u64,
@@ -62,6 +69,8 @@ pub struct GatewaySettings {
     pub egress: Arc<EgressPolicy>,
     /// How long an upgraded (WebSocket) connection may carry nothing before it is closed.
     pub upgrade_idle: Duration,
+    /// Certificates trusted for https upstreams besides the Web PKI (`upstream_ca_file`).
+    pub upstream_roots: Arc<[rustls_pki_types::CertificateDer<'static>]>,
 }
 
 /// Where the forwarded path's tail comes from: the request's own path from this
@@ -178,6 +187,31 @@ impl ClientAddr {
     }
 }
 
+/// What every step of one request knows about it.
+pub struct RequestCtx {
+    pub now: Timestamp,
+    pub started: Instant,
+    pub addr: ClientAddr,
+}
+
+impl RequestCtx {
+    pub fn new(peer: SocketAddr, headers: &HeaderMap, trusted_proxies: &IpAllowlist) -> RequestCtx {
+        RequestCtx {
+            now: Timestamp::now(),
+            started: Instant::now(),
+            addr: ClientAddr::resolve(peer, headers, trusted_proxies),
+        }
+    }
+}
+
+/// A request whose instance is known (step `route`).
+pub struct Routed {
+    pub instance: Arc<LiveInstance>,
+    policy: Arc<AccountPolicy>,
+    /// Where the path's tail (what is forwarded) starts.
+    tail_start: usize,
+}
+
 impl Gateway {
     pub fn new(state: Arc<GatewayState>, usage: Arc<UsageRecorder>, settings: GatewaySettings) -> Gateway {
         let via = ViaMarker::new(&settings.deployment_id);
@@ -185,7 +219,7 @@ impl Gateway {
         Gateway {
             state,
             usage,
-            client: proxy::client(settings.egress),
+            pool: UpstreamPool::new(settings.egress, &settings.upstream_roots, UPSTREAM_IDLE_TIMEOUT),
             trusted_proxies: settings.trusted_proxies,
             upstream_timeout: settings.upstream_timeout,
             max_body_bytes: settings.max_body_bytes,
@@ -205,79 +239,32 @@ impl Gateway {
         headers.get_all(http::header::VIA).iter().any(|v| self.via.seen_in(v.as_bytes()))
     }
 
-    /// Handles one gateway request end to end.
+    /// Handles one gateway request end to end:
+    /// `route → admit_address → client_token → bearer → forward → record`.
     pub async fn handle(&self, req: Request<ClientBody>, peer: SocketAddr) -> Response<Body> {
-        let started = Instant::now();
-        let outcome = self.check_and_forward(req, peer).await;
-        let response = match outcome {
-            Ok(response) => {
-                self.metrics.forwarded.increment(1);
-                response
-            }
-            Err(rejection) => {
-                self.metrics.rejected(&rejection);
-                rejection.into_response()
+        let ctx = RequestCtx::new(peer, req.headers(), &self.trusted_proxies);
+        let result = match self.route(req.uri().path()) {
+            // No instance: nothing to count it under.
+            Err(rejection) => Err(rejection),
+            Ok(routed) => {
+                let (result, bearer) = match self.check(&ctx, &routed, &req) {
+                    Ok(admitted) => {
+                        let forwarded = self.forward(&ctx, &routed, req, &admitted).await;
+                        (forwarded, admitted.bearer)
+                    }
+                    Err(rejection) => (Err(rejection), None),
+                };
+                self.record(&ctx, &routed.instance, result.as_ref().map(|_| ()), bearer.as_ref());
+                result
             }
         };
-        self.metrics.latency.record(started.elapsed().as_secs_f64());
-        response
+        self.metrics.record(result.as_ref().map(|_| ()).map_err(Rejection::reason), ctx.started.elapsed());
+        result.unwrap_or_else(Rejection::into_response)
     }
 
-    async fn check_and_forward(&self, req: Request<ClientBody>, peer: SocketAddr) -> Result<Response<Body>, Rejection> {
-        let now = Timestamp::now();
-        let addr = ClientAddr::resolve(peer, req.headers(), &self.trusted_proxies);
-        let (instance, admitted) = self.admit(&req, &addr, now)?;
-        let (result, bearer) = match admitted {
-            Ok(Admitted { tail, bearer }) => {
-                (self.forward(&instance, req, &addr, &tail, bearer.as_ref()).await, bearer)
-            }
-            Err(r) => (Err(r), None),
-        };
-        self.finish(&instance, &result, bearer.as_ref(), now);
-        result
-    }
-
-    /// Steps 1–3 on a request (proxied, or the original request of a `/decide`): the
-    /// instance (refused before anything is counted when there is none), then the
-    /// canonical tail and the checks.
-    fn admit<B>(
-        &self,
-        req: &Request<B>,
-        addr: &ClientAddr,
-        now: Timestamp,
-    ) -> Result<(Arc<LiveInstance>, Result<Admitted, Rejection>), Rejection> {
-        let (instance, policy, tail_start) = self.route(req.uri().path())?;
-        let admitted = canonical(req.uri().path(), tail_start).and_then(|tail| {
-            self.authorize(&instance, &policy, addr, req, &tail, now).map(|bearer| Admitted { tail, bearer })
-        });
-        Ok((instance, admitted))
-    }
-
-    /// The last step, whatever happened: usage (allowed or rejected, and why) and the
-    /// bearer token's last use.
-    fn finish<T>(
-        &self,
-        instance: &LiveInstance,
-        result: &Result<T, Rejection>,
-        bearer: Option<&Bearer>,
-        now: Timestamp,
-    ) {
-        let token_id = bearer.and_then(Bearer::token_id);
-        match result {
-            Ok(_) => self.usage.record(instance.account_id, token_id, UsageKind::Allowed, "forwarded", now),
-            Err(r) => {
-                self.usage.record(instance.account_id, token_id.or(r.token_id()), UsageKind::Rejected, r.reason(), now)
-            }
-        }
-        if let Some(id) = token_id {
-            self.usage.touch(id, now);
-        }
-    }
-
-    /// Step 1: the instance and its token. A malformed token is answered like a wrong one.
-    /// Also returns where the path's tail (what is forwarded) starts, so that later steps
-    /// do not split the path again.
-    fn route(&self, path: &str) -> Result<(Arc<LiveInstance>, Arc<AccountPolicy>, usize), Rejection> {
+    /// Step `route`: the instance and its token. A malformed token is answered like a
+    /// wrong one.
+    fn route(&self, path: &str) -> Result<Routed, Rejection> {
         let parts = split_path(path).ok_or(Rejection::InstanceNotFound)?;
         let id: InstanceId = parts.instance.parse().map_err(|_| Rejection::InstanceNotFound)?;
         let instance = self.state.instance(&id).ok_or(Rejection::InstanceNotFound)?;
@@ -287,124 +274,174 @@ impl Gateway {
         }
         // An instance whose account policy is not loaded is not served (fail closed).
         let policy = self.state.account(&instance.account_id).ok_or(Rejection::InstanceNotFound)?;
-        Ok((instance, policy, path.len() - parts.tail.len()))
+        Ok(Routed { instance, policy, tail_start: path.len() - parts.tail.len() })
     }
 
-    /// Steps 1 (IP allowlist), 2 (Client-Token) and 3 (route rules and bearer token).
-    fn authorize<B>(
+    /// The checks on a routed request (proxied, or the original request of a
+    /// `/decide`): the canonical tail, then `admit_address`, `client_token`, `bearer`.
+    fn check<B>(&self, ctx: &RequestCtx, routed: &Routed, req: &Request<B>) -> Result<Admitted, Rejection> {
+        let tail = canonical(req.uri().path(), routed.tail_start)?;
+        self.admit_address(ctx, &routed.policy)?;
+        self.client_token(ctx, routed, req.headers())?;
+        let bearer = self.bearer(ctx, routed, req, &tail)?;
+        Ok(Admitted { tail, bearer })
+    }
+
+    /// Step `admit_address`: the account's IP allowlist.
+    fn admit_address(&self, ctx: &RequestCtx, policy: &AccountPolicy) -> Result<(), Rejection> {
+        if ctx.addr.client.allowed_by(&policy.allowlist) {
+            Ok(())
+        } else {
+            Err(Rejection::IpNotAllowed(ctx.addr.client))
+        }
+    }
+
+    /// Step `client_token`: the account's security token, counted for the readiness
+    /// view whether or not it is enforced yet.
+    fn client_token(&self, ctx: &RequestCtx, routed: &Routed, headers: &HeaderMap) -> Result<(), Rejection> {
+        let policy = &routed.policy.security_token;
+        let check = policy.check(headers.get(proxy::CLIENT_TOKEN).map(HeaderValue::as_bytes), ctx.now);
+        let readiness = match check {
+            ClientTokenCheck::NotConfigured => return Ok(()),
+            ClientTokenCheck::Valid => "with_valid_token",
+            ClientTokenCheck::Missing => "missing",
+            ClientTokenCheck::Invalid => "invalid",
+        };
+        self.usage.record(routed.instance.account_id, None, UsageKind::Readiness, readiness, ctx.now);
+        match check {
+            _ if !policy.is_active() => Ok(()),
+            ClientTokenCheck::Missing => Err(Rejection::ClientTokenMissing),
+            ClientTokenCheck::Invalid => Err(Rejection::ClientTokenInvalid),
+            ClientTokenCheck::Valid | ClientTokenCheck::NotConfigured => Ok(()),
+        }
+    }
+
+    /// Step `bearer`: the instance's route rules, and the bearer token the matching
+    /// rule requires (an API key or personal token, or a JWT).
+    fn bearer<B>(
         &self,
-        instance: &LiveInstance,
-        policy: &AccountPolicy,
-        addr: &ClientAddr,
+        ctx: &RequestCtx,
+        routed: &Routed,
         req: &Request<B>,
         tail: &Tail,
-        now: Timestamp,
     ) -> Result<Option<Bearer>, Rejection> {
-        let headers = req.headers();
-        if !addr.client.allowed_by(&policy.allowlist) {
-            return Err(Rejection::IpNotAllowed(addr.client));
-        }
-        let presented = headers.get(proxy::CLIENT_TOKEN).map(|v| v.as_bytes());
-        let check = policy.security_token.check(presented, now);
-        let readiness = match check {
-            ClientTokenCheck::NotConfigured => None,
-            ClientTokenCheck::Valid => Some("with_valid_token"),
-            ClientTokenCheck::Missing => Some("missing"),
-            ClientTokenCheck::Invalid => Some("invalid"),
-        };
-        if let Some(reason) = readiness {
-            self.usage.record(instance.account_id, None, UsageKind::Readiness, reason, now);
-        }
-        if policy.security_token.is_active() {
-            match check {
-                ClientTokenCheck::Missing => return Err(Rejection::ClientTokenMissing),
-                ClientTokenCheck::Invalid => return Err(Rejection::ClientTokenInvalid),
-                ClientTokenCheck::Valid | ClientTokenCheck::NotConfigured => {}
-            }
-        }
+        let instance = &routed.instance;
         if instance.rules.is_empty() {
             return Ok(None);
         }
         let tail = Some(tail.as_str(req.uri().path())).filter(|t| !t.is_empty()).unwrap_or("/");
         let required = instance.rules.required_scopes(req.method().as_str(), tail).ok_or(Rejection::NoMatchingRule)?;
-        let presented = bearer_token(headers).ok_or(Rejection::Bearer(Denial::NotFound, None))?;
+        let presented = bearer_token(req.headers()).ok_or(Rejection::Bearer(Denial::NotFound, None))?;
         // A JWT, unless it is the text of an imported key (those may contain dots).
         let jwt_like = !presented.starts_with(b"tg") && presented.contains(&b'.');
         if jwt_like && !(self.state.may_be_imported(presented) && self.state.lookup_token(presented).is_some()) {
             return self
                 .state
                 .oauth
-                .verify_bearer_jwt(presented, now, instance.account_id, &required)
+                .verify_bearer_jwt(presented, ctx.now, instance.account_id, &required)
                 .map(|jwt| Some(Bearer::Jwt(jwt)))
                 .map_err(|denial| Rejection::Bearer(denial, None));
         }
+        let client = ctx.addr.client;
         let (account, instance_id) = (Some(instance.account_id), Some(instance.id));
-        match self.state.verify_token(presented, now, account, instance_id, Some(addr.client), &required) {
+        match self.state.verify_token(presented, ctx.now, account, instance_id, Some(client), &required) {
             Ok(token) => Ok(Some(Bearer::Opaque(token))),
             // A token allowlist and no known client address: "unknown not allowed".
-            Err((Denial::IpNotAllowed, _)) if addr.client == ClientIp::Unknown => {
+            Err((Denial::IpNotAllowed, _)) if client == ClientIp::Unknown => {
                 Err(Rejection::IpNotAllowed(ClientIp::Unknown))
             }
             Err((denial, id)) => Err(Rejection::Bearer(denial, id)),
         }
     }
 
-    /// Step 4.
+    /// Step `forward`: the request goes upstream on one of this worker's connections;
+    /// the response (or the upgraded connection) comes back streamed.
     async fn forward(
         &self,
-        instance: &LiveInstance,
+        ctx: &RequestCtx,
+        routed: &Routed,
         mut req: Request<ClientBody>,
-        addr: &ClientAddr,
-        tail: &Tail,
-        bearer: Option<&Bearer>,
+        admitted: &Admitted,
     ) -> Result<Response<Body>, Rejection> {
+        let instance = &routed.instance;
         if proxy::declared_length(req.headers()).is_some_and(|n| n > self.max_body_bytes) {
             return Err(Rejection::BodyTooLarge);
         }
         let client_upgrade = upgrade::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         // An upgraded connection keeps its place under max_connections while relayed.
         let conn = Arc::clone(req.body().conn());
-        let forwarded =
-            proxy::Forwarded { addr, tail, bearer, via: &self.via_header, upgrade: client_upgrade.is_some() };
+        let forwarded = proxy::Forwarded {
+            addr: &ctx.addr,
+            tail: &admitted.tail,
+            bearer: admitted.bearer.as_ref(),
+            via: &self.via_header,
+            upgrade: client_upgrade.is_some(),
+        };
         let upstream_req = proxy::upstream_request(instance, req, &forwarded, self.max_body_bytes)?;
-        let sent = tokio::time::timeout(self.upstream_timeout, self.client.request(upstream_req)).await;
-        match sent {
-            Err(_) => {
-                self.metrics.upstream_errors_timeout.increment(1);
-                Err(Rejection::UpstreamTimeout)
-            }
-            Ok(Err(e)) => {
-                if proxy::is_body_limit_error(&e) {
-                    return Err(Rejection::BodyTooLarge);
-                }
-                if crate::limits::is_body_timeout(&e) {
-                    return Err(Rejection::BodyTimeout);
-                }
-                if crate::egress::is_denied(&e) {
-                    self.metrics.upstream_errors_denied.increment(1);
-                    return Err(Rejection::EgressDenied);
-                }
-                self.metrics.upstream_errors_unavailable.increment(1);
-                tracing::warn!(
-                    account = %instance.account_id,
-                    instance = %instance.id,
-                    error = %proxy::ErrorChain(&e),
-                    "upstream request failed"
-                );
-                Err(Rejection::UpstreamUnavailable)
-            }
-            Ok(Ok(mut response)) => {
-                if let Some(client_upgrade) = client_upgrade
-                    && response.status() == http::StatusCode::SWITCHING_PROTOCOLS
-                {
-                    let upstream_upgrade = hyper::upgrade::on(&mut response);
-                    let relay = upgrade::relay(client_upgrade, upstream_upgrade, self.upgrade_idle, conn);
-                    tokio::spawn(relay);
-                }
-                Ok(proxy::downstream_response(response))
+        let key = PoolKey {
+            https: instance.upstream.scheme == http::uri::Scheme::HTTPS,
+            authority: instance.upstream.authority.clone(),
+        };
+        let sending = self.pool.send(&key, upstream_req, client_upgrade.is_some());
+        let mut response = match tokio::time::timeout(self.upstream_timeout, sending).await {
+            Err(_) => return Err(Rejection::UpstreamTimeout),
+            Ok(Err(e)) => return Err(upstream_failure(instance, &e)),
+            Ok(Ok(response)) => response,
+        };
+        if let Some(client_upgrade) = client_upgrade
+            && response.status() == http::StatusCode::SWITCHING_PROTOCOLS
+        {
+            let upstream_upgrade = hyper::upgrade::on(&mut response);
+            tokio::spawn(upgrade::relay(client_upgrade, upstream_upgrade, self.upgrade_idle, conn));
+        }
+        Ok(proxy::downstream_response(response))
+    }
+
+    /// Step `record`, whatever happened: usage (allowed or rejected, and why) and the
+    /// bearer token's last use. (Metrics are counted by the caller, for every request.)
+    fn record(
+        &self,
+        ctx: &RequestCtx,
+        instance: &LiveInstance,
+        result: Result<(), &Rejection>,
+        bearer: Option<&Bearer>,
+    ) {
+        let token_id = bearer.and_then(Bearer::token_id);
+        let account = instance.account_id;
+        match result {
+            Ok(()) => self.usage.record(account, token_id, UsageKind::Allowed, "forwarded", ctx.now),
+            Err(r) => {
+                self.usage.record(account, token_id.or(r.token_id()), UsageKind::Rejected, r.reason().as_str(), ctx.now)
             }
         }
+        if let Some(id) = token_id {
+            self.usage.touch(id, ctx.now);
+        }
     }
+}
+
+/// How long an upstream connection may sit idle in a worker's pool.
+const UPSTREAM_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why forwarding failed, as the client is answered: our own body limit or body
+/// deadline, the egress policy, or the upstream (logged: it is the operator's to fix).
+fn upstream_failure(instance: &LiveInstance, e: &UpstreamError) -> Rejection {
+    if proxy::is_body_limit_error(e) {
+        return Rejection::BodyTooLarge;
+    }
+    if crate::limits::is_body_timeout(e) {
+        return Rejection::BodyTimeout;
+    }
+    if crate::egress::is_denied(e) {
+        return Rejection::EgressDenied;
+    }
+    tracing::warn!(
+        account = %instance.account_id,
+        instance = %instance.id,
+        error = %proxy::ErrorChain(e),
+        "upstream request failed"
+    );
+    Rejection::UpstreamUnavailable
 }
 
 /// The canonical tail (SPEC §11) of a path whose tail starts at `tail_start`.

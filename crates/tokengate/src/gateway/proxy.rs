@@ -1,18 +1,13 @@
 //! Forwarding: builds the upstream request (streamed body, end-to-end headers only,
 //! tokengate's own headers added) and turns the upstream response back around.
 
-use std::sync::Arc;
-
 use axum::body::Body;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Request, Response, Uri};
 use http_body_util::Limited;
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
+use super::upstream::UpstreamBody;
 use super::{Bearer, ClientAddr, Rejection, Tail};
-use crate::egress::{EgressConnector, EgressPolicy};
 use crate::limits::ClientBody;
 use crate::state::LiveInstance;
 
@@ -47,17 +42,6 @@ const FROM_TRUSTED_PROXIES_ONLY: [&str; 5] =
 
 /// The request body as forwarded: streamed, and cut off past the configured limit.
 pub type ProxyBody = Limited<ClientBody>;
-
-pub type UpstreamClient = Client<hyper_rustls::HttpsConnector<EgressConnector>, ProxyBody>;
-
-/// A pooled keep-alive client for HTTP and HTTPS upstreams, under the egress policy.
-pub fn client(egress: Arc<EgressPolicy>) -> UpstreamClient {
-    let https = crate::egress::https_connector(egress, None);
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1024)
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .build(https)
-}
 
 /// The request's declared body length, if any.
 pub fn declared_length(headers: &HeaderMap) -> Option<u64> {
@@ -145,12 +129,8 @@ pub fn upstream_request(
         path_and_query.push('?');
         path_and_query.push_str(q);
     }
-    parts.uri = Uri::builder()
-        .scheme(up.scheme.clone())
-        .authority(up.authority.clone())
-        .path_and_query(path_and_query)
-        .build()
-        .map_err(|_| Rejection::BadRequest("request path cannot be forwarded"))?;
+    // Origin-form, as HTTP/1.1 sends it to an origin server; the authority goes in Host.
+    parts.uri = Uri::try_from(path_and_query).map_err(|_| Rejection::BadRequest("request path cannot be forwarded"))?;
     // HTTP/2 clients may speak to us; the upstream leg is HTTP/1.1.
     parts.version = http::Version::HTTP_11;
 
@@ -163,7 +143,7 @@ pub fn upstream_request(
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         headers.insert(header::UPGRADE, protocol);
     }
-    headers.remove(header::HOST);
+    headers.insert(header::HOST, up.host_header.clone());
     drop_spoofable(headers, addr.via_trusted_proxy);
     let forwarded_for = if addr.via_trusted_proxy {
         // From a trusted proxy: keep its chain and add the proxy itself.
@@ -223,7 +203,7 @@ pub fn identity_headers(headers: &mut HeaderMap, instance: &LiveInstance, bearer
 }
 
 /// Turns the upstream response into ours: same status, end-to-end headers, streamed body.
-pub fn downstream_response(response: Response<Incoming>) -> Response<Body> {
+pub fn downstream_response(response: Response<UpstreamBody>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let upgrade = if switching { parts.headers.get(header::UPGRADE).cloned() } else { None };
@@ -236,7 +216,7 @@ pub fn downstream_response(response: Response<Incoming>) -> Response<Body> {
 }
 
 /// Whether a client error came from our body size limit rather than the upstream.
-pub fn is_body_limit_error(e: &hyper_util::client::legacy::Error) -> bool {
+pub fn is_body_limit_error(e: &(dyn std::error::Error + 'static)) -> bool {
     crate::error_chain::caused_by::<http_body_util::LengthLimitError>(e)
 }
 

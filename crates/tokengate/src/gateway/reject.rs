@@ -13,6 +13,88 @@ pub fn json_error(status: StatusCode, message: &str) -> Response<Body> {
     response
 }
 
+/// Why a request was refused, as usage counts and the
+/// `tokengate_gateway_requests_total{reason}` metric name it: one word per way a
+/// [`Rejection`] can end a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    InstanceNotFound,
+    BadPath,
+    IpNotAllowed,
+    ClientTokenMissing,
+    ClientTokenInvalid,
+    NoMatchingRule,
+    InvalidToken,
+    InsufficientScope,
+    RateLimited,
+    TokenIpNotAllowed,
+    TokenExpired,
+    TokenRevoked,
+    BodyTooLarge,
+    BodyTimeout,
+    BadRequest,
+    UpstreamUnavailable,
+    UpstreamTimeout,
+    UpstreamAddressNotAllowed,
+}
+
+impl Reason {
+    /// Every reason, in declaration order (`ALL[r as usize] == r`, checked by a test).
+    pub const ALL: [Reason; 18] = [
+        Reason::InstanceNotFound,
+        Reason::BadPath,
+        Reason::IpNotAllowed,
+        Reason::ClientTokenMissing,
+        Reason::ClientTokenInvalid,
+        Reason::NoMatchingRule,
+        Reason::InvalidToken,
+        Reason::InsufficientScope,
+        Reason::RateLimited,
+        Reason::TokenIpNotAllowed,
+        Reason::TokenExpired,
+        Reason::TokenRevoked,
+        Reason::BodyTooLarge,
+        Reason::BodyTimeout,
+        Reason::BadRequest,
+        Reason::UpstreamUnavailable,
+        Reason::UpstreamTimeout,
+        Reason::UpstreamAddressNotAllowed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InstanceNotFound => "instance_not_found",
+            Reason::BadPath => "bad_path",
+            Reason::IpNotAllowed => "ip_not_allowed",
+            Reason::ClientTokenMissing => "client_token_missing",
+            Reason::ClientTokenInvalid => "client_token_invalid",
+            Reason::NoMatchingRule => "no_matching_rule",
+            Reason::InvalidToken => "invalid_token",
+            Reason::InsufficientScope => "insufficient_scope",
+            Reason::RateLimited => "rate_limited",
+            Reason::TokenIpNotAllowed => "token_ip_not_allowed",
+            Reason::TokenExpired => "token_expired",
+            Reason::TokenRevoked => "token_revoked",
+            Reason::BodyTooLarge => "body_too_large",
+            Reason::BodyTimeout => "body_timeout",
+            Reason::BadRequest => "bad_request",
+            Reason::UpstreamUnavailable => "upstream_unavailable",
+            Reason::UpstreamTimeout => "upstream_timeout",
+            Reason::UpstreamAddressNotAllowed => "upstream_address_not_allowed",
+        }
+    }
+
+    /// The `kind` of `tokengate_upstream_errors_total` a reason counts as, if any.
+    pub fn upstream_error(self) -> Option<&'static str> {
+        match self {
+            Reason::UpstreamUnavailable => Some("unavailable"),
+            Reason::UpstreamTimeout => Some("timeout"),
+            Reason::UpstreamAddressNotAllowed => Some("egress_denied"),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     InstanceNotFound,
@@ -44,29 +126,29 @@ impl Rejection {
         }
     }
 
-    /// The reason recorded in usage counts.
-    pub fn reason(&self) -> &'static str {
+    /// The reason recorded in usage counts and metrics.
+    pub fn reason(&self) -> Reason {
         match self {
-            Rejection::InstanceNotFound => "instance_not_found",
-            Rejection::BadPath(_) => "bad_path",
-            Rejection::IpNotAllowed(_) => "ip_not_allowed",
-            Rejection::ClientTokenMissing => "client_token_missing",
-            Rejection::ClientTokenInvalid => "client_token_invalid",
-            Rejection::NoMatchingRule => "no_matching_rule",
+            Rejection::InstanceNotFound => Reason::InstanceNotFound,
+            Rejection::BadPath(_) => Reason::BadPath,
+            Rejection::IpNotAllowed(_) => Reason::IpNotAllowed,
+            Rejection::ClientTokenMissing => Reason::ClientTokenMissing,
+            Rejection::ClientTokenInvalid => Reason::ClientTokenInvalid,
+            Rejection::NoMatchingRule => Reason::NoMatchingRule,
             Rejection::Bearer(d, _) => match d {
-                Denial::InsufficientScope(_) => "insufficient_scope",
-                Denial::RateLimited { .. } => "rate_limited",
-                Denial::IpNotAllowed => "token_ip_not_allowed",
-                Denial::Expired => "token_expired",
-                Denial::Revoked => "token_revoked",
-                _ => "invalid_token",
+                Denial::InsufficientScope(_) => Reason::InsufficientScope,
+                Denial::RateLimited { .. } => Reason::RateLimited,
+                Denial::IpNotAllowed => Reason::TokenIpNotAllowed,
+                Denial::Expired => Reason::TokenExpired,
+                Denial::Revoked => Reason::TokenRevoked,
+                Denial::Malformed | Denial::NotFound | Denial::NotForHere => Reason::InvalidToken,
             },
-            Rejection::BodyTooLarge => "body_too_large",
-            Rejection::BodyTimeout => "body_timeout",
-            Rejection::BadRequest(_) => "bad_request",
-            Rejection::UpstreamUnavailable => "upstream_unavailable",
-            Rejection::EgressDenied => "upstream_address_not_allowed",
-            Rejection::UpstreamTimeout => "upstream_timeout",
+            Rejection::BodyTooLarge => Reason::BodyTooLarge,
+            Rejection::BodyTimeout => Reason::BodyTimeout,
+            Rejection::BadRequest(_) => Reason::BadRequest,
+            Rejection::UpstreamUnavailable => Reason::UpstreamUnavailable,
+            Rejection::EgressDenied => Reason::UpstreamAddressNotAllowed,
+            Rejection::UpstreamTimeout => Reason::UpstreamTimeout,
         }
     }
 
@@ -195,6 +277,18 @@ mod tests {
             assert_eq!(rejection.status().as_u16(), status);
             assert_eq!(serde_json::json!({ "error": rejection.message() }).to_string(), body);
         }
+    }
+
+    /// `Reason::ALL` holds every reason once, at its own index, under distinct names.
+    #[test]
+    fn every_reason_once_in_order() {
+        let mut names = std::collections::HashSet::new();
+        for (i, reason) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*reason as usize, i, "{reason:?}");
+            assert!(names.insert(reason.as_str()), "{reason:?}");
+        }
+        // The last variant closes the list: a reason added after it would not fit.
+        assert_eq!(Reason::UpstreamAddressNotAllowed as usize, Reason::ALL.len() - 1);
     }
 
     /// The pre-built bodies say exactly what the serialized message says.

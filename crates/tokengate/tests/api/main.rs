@@ -25,6 +25,7 @@ mod security_token;
 mod sso;
 mod tls;
 mod tokens;
+mod upstream_pool;
 mod webhooks;
 mod websocket;
 
