@@ -106,6 +106,27 @@ rps() {  # rps URL [HEADER] -> "requests/s p99-ms non-2xx"
     if (u == "us") v /= 1000; else if (u == "s") v *= 1000; printf "%.2f", v }' <<<"$out")
   echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") ${p99:-0} $bad"
 }
+if [[ ${SYSCALLS:-0} == 1 ]]; then  # system calls per request, tokengate and nginx (strace -c)
+  for target in nginx tokengate; do
+    url=$NG_URL pid=$(pgrep -f "nginx: worker process" -n)
+    if [[ $target == tokengate ]]; then url=$TG_URL; pid=$(pgrep -f "$BIN serve --data-dir $RUN/tg" | head -1); fi
+    timeout 6 strace -c -f -p "$pid" -o "$RUN/strace.$target" & ST=$!
+    sleep 0.5
+    n=$(taskset -c 1 wrk -t1 -c"$CONNS" -d3s -H "$HEADER" "$url" | awk '/requests in/ {print $1}')
+    wait $ST || true
+    echo "== $target: $n requests"; awk -v n="$n" 'NR > 2 && $4 ~ /^[0-9]+$/ {printf "%-16s %8.2f per request\n", $NF, $4 / n}' "$RUN/strace.$target"
+  done
+  exit 0
+fi
+if [[ ${PROFILE:-0} == 1 ]]; then  # bench/profile.sh: one path of tokengate under perf
+  TG_PID=$(pgrep -f "$BIN serve --data-dir $RUN/tg" | head -1)
+  H=$HEADER; [[ ${PATHKIND:-accept} == reject ]] && H=
+  perf record -F 1999 --call-graph dwarf,32768 -p "$TG_PID" -o "$PROFILE_OUT/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+  PERF=$!
+  rps "$TG_URL" "$H" >/dev/null
+  wait $PERF || true
+  exit 0
+fi
 echo "== $KIND: $ROUNDS rounds x ${DURATION}s, $CONNS connections"
 printf '%-6s %-10s %-8s %10s %9s %8s\n' round target path req/s p99_ms non2xx
 declare -A SUM P99
@@ -127,3 +148,44 @@ for path in accept reject; do
   np=$(median "${P99[nginx-$path]}"); tp=$(median "${P99[tokengate-$path]}")
   printf '%-8s %10.0f %10.0f %9.2fms %9.2fms %7.2f\n' "$path" "$n" "$t" "$np" "$tp" "$(awk -v t="$t" -v n="$n" 'BEGIN {print t/n}')"
 done
+
+# Per-request CPU (CPU=1): instructions per request under valgrind's callgrind, stable
+# where timings are not. Both gateways are restarted under valgrind (same store, same
+# nginx configuration); the counters are zeroed, wrk sends requests on 4 connections
+# for CPU_SECONDS, and the instructions executed meanwhile are divided by the requests.
+if [[ ${CPU:-0} == 1 ]]; then
+  command -v valgrind >/dev/null || { echo "compare.sh: valgrind missing (apt-get install valgrind)" >&2; exit 2; }
+  CPU_SECONDS=${CPU_SECONDS:-5}
+  for p in "${PIDS[@]:1}"; do kill "$p" 2>/dev/null || true; done
+  sleep 1
+  mkdir -p "$RUN/cg"
+  taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$RUN/cg/tg.%p" "$BIN" serve --data-dir "$RUN/tg" \
+    --listen "127.0.0.1:$TG" --log-level warn 2>/dev/null & PIDS+=($!); TG_VG=$!
+  sed -e 's/^worker_processes 1; daemon off;/worker_processes 1; daemon off; master_process off;/' "$RUN/gate.conf" > "$RUN/gate-vg.conf"
+  taskset -c 0 valgrind --tool=callgrind --callgrind-out-file="$RUN/cg/ng.%p" nginx -p "$RUN" -c "$RUN/gate-vg.conf" 2>/dev/null & PIDS+=($!); NG_VG=$!
+  for _ in $(seq 600); do
+    curl -s -o /dev/null "http://127.0.0.1:$TG/healthz" && curl -s -o /dev/null "$NG_URL" && break; sleep 0.2
+  done
+  per_request() {  # per_request PID URL [HEADER] -> instructions per request
+    local pid=$1 url=$2 header=${3:-} out before after n
+    callgrind_control -z "$pid" >/dev/null 2>&1
+    if [[ -n $header ]]; then out=$(taskset -c 1 wrk -t1 -c4 -d"${CPU_SECONDS}s" -H "$header" "$url")
+    else out=$(taskset -c 1 wrk -t1 -c4 -d"${CPU_SECONDS}s" "$url"); fi
+    n=$(awk '/requests in/ {print $1}' <<<"$out")
+    callgrind_control -d "$pid" >/dev/null 2>&1
+    sleep 0.5
+    # The newest dump of that process holds what ran since the counters were zeroed.
+    local dump; dump=$(ls -t "$RUN"/cg/*."$pid"* | head -1)
+    # CALLGRIND_KEEP=DIR keeps the dumps (callgrind_annotate --inclusive=yes them).
+    [[ -n ${CALLGRIND_KEEP:-} ]] && mkdir -p "$CALLGRIND_KEEP" && cp "$dump" "$CALLGRIND_KEEP/$(basename "$dump").$n-requests"
+    awk -v n="$n" '/^(summary|totals):/ {print int($2 / n); exit}' "$dump"
+  }
+  echo "-- instructions per request ($KIND, callgrind)"
+  printf '%-8s %12s %12s %7s\n' path nginx tokengate ratio
+  for path in accept reject; do
+    h=$HEADER; [[ $path == reject ]] && h=
+    ni=$(per_request "$NG_VG" "$NG_URL" "$h"); ti=$(per_request "$TG_VG" "$TG_URL" "$h")
+    printf '%-8s %12s %12s %7.2f\n' "$path" "$ni" "$ti" "$(awk -v t="$ti" -v n="$ni" 'BEGIN {print t/n}')"
+  done
+fi
+

@@ -1,6 +1,15 @@
 //! The `tokengate` binary: parses the command line and hands over to the library.
 
 use clap::Parser;
+
+// The allocator is a build-time choice (docs/BENCHMARKS.md has the measurements).
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(all(feature = "jemalloc", not(feature = "mimalloc")))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 use tokengate::cli::{self, Cli, Command};
 use tokengate::server::{Application, shutdown_signal};
 

@@ -521,3 +521,145 @@ impl GatewayState {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use secrecy::ExposeSecret;
+    use tokengate_core::{AuditId, TokenKind};
+
+    use super::*;
+    use crate::store::{Account, AccountStore, AuditEntry};
+
+    fn api_token(account: AccountId) -> ApiToken {
+        ApiToken {
+            id: TokenId::new(),
+            account_id: account,
+            kind: TokenKind::ApiKey,
+            member_id: None,
+            name: "t".into(),
+            scopes: vec!["messages:send".into()],
+            expires_at: None,
+            ip_allowlist: vec![],
+            rate_limit: None,
+            instance_ids: vec![],
+            created_at: Timestamp::now(),
+            revoked_at: None,
+            last_used_at: None,
+            format: crate::store::TokenFormat::Tokengate,
+            external_id: None,
+            leaked_at: None,
+        }
+    }
+
+    fn secret() -> (Vec<u8>, Digest) {
+        let secret = token::generate(TokenKind::ApiKey.prefix());
+        let bytes = secret.expose_secret().as_bytes().to_vec();
+        let digest = Digest::of(&bytes);
+        (bytes, digest)
+    }
+
+    /// What a refresh read later wins over what an earlier one read, whichever lands
+    /// first: a resync's older copy neither un-revokes a token nor brings back a
+    /// removed instance, and its sweep keeps what newer refreshes put.
+    #[test]
+    fn an_older_read_never_replaces_a_newer_one() {
+        let state = GatewayState::default();
+        let account = AccountId::new();
+        let (presented, digest) = secret();
+        let token = api_token(account);
+        let resync = state.next_stamp();
+        let apply = state.next_stamp();
+        let revoked = ApiToken { revoked_at: Some(Timestamp::now()), ..token.clone() };
+        state.put_token(revoked, digest, apply, &mut ScopeSets::new());
+        state.put_token(token.clone(), digest, resync, &mut ScopeSets::new());
+        let held = state.lookup_token(&presented).unwrap();
+        assert!(held.credential.revoked_at.is_some(), "the resync's older copy undid a revocation");
+
+        let id = InstanceId::new();
+        let slot = Removed::Instance(id);
+        remove_older(&state.instances, &state.removed, &id, slot, apply);
+        let upstream = Upstream::parse("http://127.0.0.1:9").unwrap();
+        let stale = LiveInstance {
+            stamp: resync,
+            id,
+            account_id: account,
+            token_digest: digest,
+            upstream,
+            rules: RuleSet::new(vec![]).unwrap(),
+        };
+        put_newer(&state.instances, &state.removed, id, slot, stale);
+        assert!(state.instance(&id).is_none(), "the resync brought back a removed instance");
+
+        // A token created while the resync ran (stamped after it) survives its sweep.
+        let (fresh, fresh_digest) = secret();
+        state.put_token(api_token(account), fresh_digest, state.next_stamp(), &mut ScopeSets::new());
+        state.tokens.retain(|_, t| t.stamp >= resync);
+        assert!(state.lookup_token(&fresh).is_some());
+    }
+
+    /// With many tokens streaming in a resync, a revocation committed meanwhile is
+    /// enforced before the resync ends (nothing waits for it), and still is after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_revocation_is_enforced_while_a_resync_runs() {
+        const TOKENS: usize = 60_000;
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlStore::open_sqlite(dir.path()).await.unwrap();
+        let audit = |action: &str, target: String| AuditEntry {
+            id: AuditId::new(),
+            account_id: None,
+            at: Timestamp::now(),
+            actor: "test".into(),
+            action: action.into(),
+            target,
+            ip: None,
+            detail: None,
+        };
+        let account = Account { id: AccountId::new(), name: "many".into(), created_at: Timestamp::now() };
+        store.create_account(&account, &audit("account.created", account.id.to_string())).await.unwrap();
+        let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(store.url()).await.unwrap();
+        let mut tx = pool.begin().await.unwrap();
+        let mut victim = None;
+        for i in 0..TOKENS {
+            let (presented, digest) = secret();
+            let id = TokenId::new();
+            sqlx::query(
+                "INSERT INTO api_tokens (id, account_id, kind, name, digest, scopes, created_at) \
+                 VALUES ($1, $2, 'api_key', 't', $3, '[\"messages:send\"]', $4)",
+            )
+            .bind(id.to_string())
+            .bind(account.id.to_string())
+            .bind(digest.0.to_vec())
+            .bind(Timestamp::now().as_millis())
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            // The last ids are streamed last: the resync reaches this one late.
+            if i == TOKENS - 1 {
+                victim = Some((presented, id));
+            }
+        }
+        tx.commit().await.unwrap();
+        pool.close().await;
+        let (presented, id) = victim.unwrap();
+
+        let state = Arc::new(GatewayState::default());
+        state.resync(&store).await.unwrap();
+        assert_eq!(state.token_count(), TOKENS);
+        let running = {
+            let (state, store) = (Arc::clone(&state), store.clone());
+            tokio::spawn(async move { state.resync(&store).await })
+        };
+        // Let the resync get going: it holds its lock and streams pages.
+        while state.resyncing.try_lock().is_ok() && !running.is_finished() {
+            tokio::task::yield_now().await;
+        }
+        store.revoke_token(id, Timestamp::now(), &audit("token.revoked", id.to_string())).await.unwrap();
+        state.apply(&store, Change::Token(id)).await.unwrap();
+        let enforced_during = !running.is_finished();
+        assert!(state.lookup_token(&presented).unwrap().credential.revoked_at.is_some());
+        tokio::time::timeout(Duration::from_secs(120), running).await.unwrap().unwrap().unwrap();
+        assert!(enforced_during, "the revocation waited for the resync");
+        assert!(state.lookup_token(&presented).unwrap().credential.revoked_at.is_some(), "the resync undid it");
+        assert_eq!(state.token_count(), TOKENS);
+    }
+}

@@ -36,7 +36,9 @@ use crate::egress::{EgressConnector, EgressPolicy};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
-type Conn = http1::Connection<Io, ProxyBody>;
+/// Boxed: a connection's state is large, and it moves from the pool to the exchange to
+/// the response body and back with every request.
+type Conn = Box<http1::Connection<Io, ProxyBody>>;
 type Sender = http1::SendRequest<ProxyBody>;
 type TrySend = hyper::client::conn::TrySendError<Request<ProxyBody>>;
 
@@ -152,7 +154,7 @@ impl UpstreamPool {
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         let (mut sender, conn) = self.connect(key).await?;
         tokio::spawn(async move {
-            if let Err(e) = conn.with_upgrades().await {
+            if let Err(e) = (*conn).with_upgrades().await {
                 tracing::debug!(error = %e, "upstream upgrade connection ended with an error");
             }
         });
@@ -169,7 +171,8 @@ impl UpstreamPool {
             .map_err(|e| UpstreamError::Connect(Box::new(e)))?;
         let io = self.connector.clone().oneshot(uri).await.map_err(UpstreamError::Connect)?;
         metrics::counter!("tokengate_upstream_connections_opened_total").increment(1);
-        http1::Builder::new().handshake(io).await.map_err(UpstreamError::Http)
+        let (sender, conn) = http1::Builder::new().handshake(io).await.map_err(UpstreamError::Http)?;
+        Ok((sender, Box::new(conn)))
     }
 }
 
