@@ -28,9 +28,10 @@ struct Key {
 }
 
 pub struct UsageRecorder {
-    counts: DashMap<Key, AtomicU64>,
+    // Keys are ids the server made and fixed words: a fast hasher is safe here.
+    counts: DashMap<Key, AtomicU64, foldhash::fast::RandomState>,
     /// Last use of each token since the last flush (write-behind `last_used_at`).
-    last_used: DashMap<TokenId, Timestamp>,
+    last_used: DashMap<TokenId, Timestamp, foldhash::fast::RandomState>,
     /// Most pending rows (one per account or token, minute, outcome and reason) kept while
     /// the store does not take them; requests that would need another are dropped.
     max_rows: usize,
@@ -51,7 +52,12 @@ impl Default for UsageRecorder {
 
 impl UsageRecorder {
     pub fn with_max_rows(max_rows: usize) -> UsageRecorder {
-        UsageRecorder { counts: DashMap::new(), last_used: DashMap::new(), max_rows, dropped: AtomicU64::new(0) }
+        UsageRecorder {
+            counts: DashMap::default(),
+            last_used: DashMap::default(),
+            max_rows,
+            dropped: AtomicU64::new(0),
+        }
     }
 
     /// Requests dropped from the counts so far (the buffer was full).

@@ -53,8 +53,12 @@ pub fn connection_options(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers.get_all(header::CONNECTION).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim)
 }
 
-/// Removes hop-by-hop headers, including those the `Connection` header names.
+/// Removes hop-by-hop headers, including those the `Connection` header names. Most
+/// messages carry none: one pass over the names finds that without hashing any.
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> =
         connection_options(headers).filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok()).collect();
     for name in HOP_BY_HOP.iter().chain(named.iter()) {
@@ -90,6 +94,9 @@ fn is_spoofable(name: &str, from_trusted_proxy: bool) -> bool {
 
 /// Drops the client's copies of the headers tokengate sets or owns.
 fn drop_spoofable(headers: &mut HeaderMap, from_trusted_proxy: bool) {
+    if !headers.keys().any(|name| is_spoofable(name.as_str(), from_trusted_proxy)) {
+        return;
+    }
     let doomed: Vec<HeaderName> =
         headers.keys().filter(|name| is_spoofable(name.as_str(), from_trusted_proxy)).cloned().collect();
     for name in doomed {

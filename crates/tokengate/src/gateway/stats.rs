@@ -44,8 +44,10 @@ impl GatewayMetrics {
         match outcome {
             Ok(()) => self.forwarded.increment(1),
             Err(reason) => {
-                self.rejected[reason as usize].increment(1);
-                if let Some(c) = &self.upstream_errors[reason as usize] {
+                if let Some(c) = self.rejected.get(reason as usize) {
+                    c.increment(1);
+                }
+                if let Some(Some(c)) = self.upstream_errors.get(reason as usize) {
                     c.increment(1);
                 }
             }

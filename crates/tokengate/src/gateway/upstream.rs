@@ -76,7 +76,8 @@ struct Shared {
 }
 
 struct Idle {
-    by_key: HashMap<PoolKey, VecDeque<Parked>>,
+    /// Keys are the upstreams of loaded instances (an admin's choice): a fast hasher.
+    by_key: HashMap<PoolKey, VecDeque<Parked>, foldhash::fast::RandomState>,
     swept: Instant,
 }
 
@@ -97,7 +98,7 @@ impl UpstreamPool {
         UpstreamPool {
             connector: crate::egress::https_connector_with(egress, None, tls),
             shared: Arc::new(Shared {
-                idle: Mutex::new(Idle { by_key: HashMap::new(), swept: Instant::now() }),
+                idle: Mutex::new(Idle { by_key: HashMap::default(), swept: Instant::now() }),
                 idle_timeout,
             }),
         }
