@@ -8,6 +8,7 @@
 #   bench/compare.sh                           # bearer API key on a rule-protected route
 #   TOKEN_KIND=jwt bench/compare.sh            # an OAuth JWT access token
 #   ROUNDS=5 DURATION=20 bench/compare.sh
+#   WORKERS=2 bench/compare.sh                 # both gateways with 2 workers on both CPUs
 #
 # Needs nginx (nginx-light), wrk, jq and curl; BENCH_INSTALL=1 installs them with apt-get.
 set -euo pipefail
@@ -17,6 +18,10 @@ ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
 CONNS=${CONNS:-64}
 UP=18180 NG=18181 TG=18190
+WORKERS=${WORKERS:-1}
+# One worker: gateways and upstream on CPU 0, wrk on CPU 1. Two: everything on both.
+GW_CPUS=0 WRK_CPUS=1
+if [[ $WORKERS != 1 ]]; then GW_CPUS=0,1 WRK_CPUS=0,1; fi
 if [[ ${BENCH_INSTALL:-0} == 1 ]]; then
   DEBIAN_FRONTEND=noninteractive apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk jq curl
@@ -34,18 +39,18 @@ wait_up() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" 
 
 # The upstream: a constant JSON answer.
 cat > "$RUN/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $RUN/upstream.pid; error_log $RUN/upstream.err;
+worker_processes $WORKERS; daemon off; pid $RUN/upstream.pid; error_log $RUN/upstream.err;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$UP; location / { default_type application/json; return 200 '{"ok":true}'; } } }
 CONF
-taskset -c 0 nginx -p "$RUN" -c "$RUN/upstream.conf" & PIDS+=($!)
+taskset -c $GW_CPUS nginx -p "$RUN" -c "$RUN/upstream.conf" & PIDS+=($!)
 wait_up $UP
 
 # tokengate: for a bearer kind, an instance whose one rule needs messages:send and a
 # token holding it; for the Client-Token, an instance without rules and an active
 # security token.
-taskset -c 0 "$BIN" serve --data-dir "$RUN/tg" --listen "127.0.0.1:$TG" --log-level warn & PIDS+=($!)
+TOKENGATE_WORKERS=$WORKERS taskset -c $GW_CPUS "$BIN" serve --data-dir "$RUN/tg" --listen "127.0.0.1:$TG" --log-level warn & PIDS+=($!)
 wait_up $TG
 ADMIN="Authorization: Bearer $(cat "$RUN/tg/admin-token")"
 api() { curl -sf -H "$ADMIN" -H 'Content-Type: application/json' "$@"; }
@@ -73,7 +78,7 @@ if [[ $KIND == client_token ]]; then
   HEADER="Client-Token: $KEY" CHECK="if (\$http_client_token = \"\") { return 403 '{\"error\":\"null not allowed\"}'; } if (\$http_client_token != \"$KEY\") { return 403 '{\"error\":\"Client-Token not allowed\"}'; }" DENY=403
 fi
 cat > "$RUN/gate.conf" <<CONF
-worker_processes 1; daemon off; pid $RUN/gate.pid; error_log $RUN/gate.err;
+worker_processes $WORKERS; daemon off; pid $RUN/gate.pid; error_log $RUN/gate.err;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   upstream up { server 127.0.0.1:$UP; keepalive 512; }
@@ -83,7 +88,7 @@ http { access_log off; keepalive_requests 1000000;
       $CHECK
       proxy_http_version 1.1; proxy_set_header Connection ""; proxy_pass http://up; } } }
 CONF
-taskset -c 0 nginx -p "$RUN" -c "$RUN/gate.conf" & PIDS+=($!)
+taskset -c $GW_CPUS nginx -p "$RUN" -c "$RUN/gate.conf" & PIDS+=($!)
 wait_up $NG
 NG_URL="http://127.0.0.1:$NG/api/ping"
 
@@ -96,9 +101,9 @@ done
 rps() {  # rps URL [HEADER] -> "requests/s p99-ms non-2xx"
   local out
   if [[ -n ${2:-} ]]; then
-    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "$2" "$1")
+    out=$(taskset -c $WRK_CPUS wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency -H "$2" "$1")
   else
-    out=$(taskset -c 1 wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$1")
+    out=$(taskset -c $WRK_CPUS wrk -t1 -c"$CONNS" -d"${DURATION}s" --latency "$1")
   fi
   local bad; bad=$(awk '/Non-2xx/ {print $NF}' <<<"$out"); bad=${bad:-0}
   # wrk prints the 99th percentile as e.g. "99%  3.21ms" (or us / s).
@@ -127,7 +132,7 @@ if [[ ${PROFILE:-0} == 1 ]]; then  # bench/profile.sh: one path of tokengate und
   wait $PERF || true
   exit 0
 fi
-echo "== $KIND: $ROUNDS rounds x ${DURATION}s, $CONNS connections"
+echo "== $KIND: $ROUNDS rounds x ${DURATION}s, $CONNS connections, $WORKERS worker(s)"
 printf '%-6s %-10s %-8s %10s %9s %8s\n' round target path req/s p99_ms non2xx
 declare -A SUM P99
 for r in $(seq "$ROUNDS"); do
