@@ -182,13 +182,16 @@ if [[ ${CPU:-0} == 1 ]]; then
     # The newest dump of that process holds what ran since the counters were zeroed.
     local dump; dump=$(ls -t "$RUN"/cg/*."$pid"* | head -1)
     # CALLGRIND_KEEP=DIR keeps the dumps (callgrind_annotate --inclusive=yes them).
-    [[ -n ${CALLGRIND_KEEP:-} ]] && mkdir -p "$CALLGRIND_KEEP" && cp "$dump" "$CALLGRIND_KEEP/$(basename "$dump").$n-requests"
+    if [[ -n ${CALLGRIND_KEEP:-} ]]; then
+      mkdir -p "$CALLGRIND_KEEP" && cp "$dump" "$CALLGRIND_KEEP/$(basename "$dump").$n-requests"
+    fi
     awk -v n="$n" '/^(summary|totals):/ {print int($2 / n); exit}' "$dump"
   }
   echo "-- instructions per request ($KIND, callgrind)"
   printf '%-8s %12s %12s %7s\n' path nginx tokengate ratio
   for path in accept reject; do
-    h=$HEADER; [[ $path == reject ]] && h=
+    h=$HEADER
+    if [[ $path == reject ]]; then h=; fi
     ni=$(per_request "$NG_VG" "$NG_URL" "$h"); ti=$(per_request "$TG_VG" "$TG_URL" "$h")
     printf '%-8s %12s %12s %7.2f\n' "$path" "$ni" "$ti" "$(awk -v t="$ti" -v n="$ni" 'BEGIN {print t/n}')"
   done

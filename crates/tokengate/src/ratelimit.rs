@@ -156,8 +156,9 @@ impl ClusterLimits {
     }
 
     /// One turn: publish, take the next grants, drop windows that are over. When another
-    /// node is taking its turn, this one is skipped (grants unchanged; next tick).
-    pub async fn reconcile(&self, store: &SqlStore) -> StoreResult<()> {
+    /// node is taking its turn, this one is skipped (grants unchanged; next tick):
+    /// `Ok(false)`.
+    pub async fn reconcile(&self, store: &SqlStore) -> StoreResult<bool> {
         let now_secs = Timestamp::now().as_secs();
         self.windows.retain(|k, _| k.start + i64::from(k.window_seconds) > now_secs);
         let mut raises = Vec::new();
@@ -188,14 +189,14 @@ impl ClusterLimits {
             })
             .await?;
         if !took_turn {
-            return Ok(());
+            return Ok(false);
         }
         // Raised only once the grants are committed: the others now count them.
         for (budget, granted) in raises {
             budget.raise_to(granted);
         }
         self.last_ok_ms.store(Timestamp::now().as_millis(), Ordering::Relaxed);
-        Ok(())
+        Ok(true)
     }
 
     /// The store is unreachable: every window falls back to this node's share of the
@@ -294,7 +295,7 @@ impl ClusterLimits {
                 _ = stop.changed() => break,
             }
             match tokio::time::timeout(Duration::from_secs(2), self.reconcile(&store)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     tracing::debug!(error = %e, "rate-limit reconciliation failed; local shares apply");
                     self.fall_back();

@@ -251,10 +251,20 @@ impl Application {
         }
         if store.backend() == crate::store::Backend::Postgres {
             let cluster = Arc::new(crate::ratelimit::ClusterLimits::new());
-            // A first turn before serving: the node learns how many others there are.
-            match tokio::time::timeout(Duration::from_secs(2), cluster.reconcile(&store)).await {
-                Ok(Ok(())) => {}
-                _ => tracing::warn!("first rate-limit reconciliation failed; local shares apply until one succeeds"),
+            // A first turn before serving: the node learns how many others there are
+            // (until then it would count itself alone). A turn another node holds the
+            // lock for is skipped, so this retries for up to two seconds.
+            let first_turn = async {
+                loop {
+                    match cluster.reconcile(&store).await {
+                        Ok(true) => return true,
+                        Ok(false) => tokio::time::sleep(Duration::from_millis(20)).await,
+                        Err(_) => return false,
+                    }
+                }
+            };
+            if !tokio::time::timeout(Duration::from_secs(2), first_turn).await.unwrap_or(false) {
+                tracing::warn!("first rate-limit reconciliation failed; local shares apply until one succeeds");
             }
             state.count_limits_across(Arc::clone(&cluster));
             let every = Duration::from_millis(services.config.rate_limit_sync_millis.max(10));

@@ -118,12 +118,13 @@ impl UpstreamPool {
         upgrade: bool,
     ) -> Result<Response<UpstreamBody>, UpstreamError> {
         if upgrade {
-            return self.send_upgrade(key, req).await;
+            return Box::pin(self.send_upgrade(key, req)).await;
         }
         loop {
             let (reused, (sender, conn)) = match self.shared.checkout(key) {
                 Some(pair) => (true, pair),
-                None => (false, self.connect(key).await?),
+                // Boxed: the connect future is large, and most requests never run it.
+                None => (false, Box::pin(self.connect(key)).await?),
             };
             match exchange(sender, conn, req).await {
                 Ok((response, lease)) => {

@@ -15,6 +15,10 @@ async fn nodes(url: &str, n: usize) -> Vec<TestApp> {
         let node = all[0].second_node().await;
         all.push(node);
     }
+    // Every node has taken a turn before it serves, but the earlier ones learn of the
+    // later ones at their next turn (every 100 ms): let a few pass (a settle wait, not
+    // a timing assertion).
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     all
 }
 
