@@ -181,14 +181,9 @@ pub fn upstream_tls(extra: &[CertificateDer<'static>]) -> rustls::ClientConfig {
     if ignored > 0 {
         tracing::warn!(added, ignored, "some upstream CA certificates could not be used");
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    match rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions() {
-        Ok(builder) => builder.with_root_certificates(roots).with_no_client_auth(),
-        // The built-in provider supports the default versions; this cannot happen.
-        Err(_) => {
-            rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth()
-        }
-    }
+    // The process's provider (aws-lc-rs, the only one built in), as hyper-rustls's own
+    // `with_webpki_roots` does.
+    rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()
 }
 
 /// Reads `upstream_ca_file`: one or more PEM certificates.

@@ -198,10 +198,10 @@ impl Application {
             deployment_id,
             egress: Arc::clone(&egress),
             upgrade_idle: Duration::from_secs(config.idle_timeout_seconds),
-            upstream_roots: match &config.upstream_ca_file {
-                Some(path) => crate::egress::read_ca_file(path)?.into(),
-                None => Arc::from([]),
-            },
+            upstream_tls: crate::egress::upstream_tls(&match &config.upstream_ca_file {
+                Some(path) => crate::egress::read_ca_file(path)?,
+                None => Vec::new(),
+            }),
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let tls = match (&config.tls_cert, &config.tls_key) {

@@ -384,12 +384,6 @@ impl GatewayState {
         self.oauth.reload_all(store).await
     }
 
-    /// Loads tokens this node has just committed (an import batch) without reading them
-    /// back from the store; other nodes load them through the change notice.
-    pub async fn put_committed_tokens(&self, tokens: impl IntoIterator<Item = (ApiToken, Digest)>) {
-        self.load_tokens(tokens);
-    }
-
     /// Reloads what one committed change touched.
     pub async fn apply(&self, store: &SqlStore, change: Change) -> StoreResult<()> {
         let stamp = self.next_stamp();
@@ -445,7 +439,9 @@ impl GatewayState {
         put_newer(&self.accounts, &self.removed, id, Removed::Account(id), policy);
     }
 
-    /// Adds or replaces many tokens, sharing identical scope lists between them.
+    /// Adds or replaces many tokens, sharing identical scope lists between them: also
+    /// what this node has just committed (an import batch), without reading it back;
+    /// the other nodes load it through the change notice.
     pub fn load_tokens(&self, tokens: impl IntoIterator<Item = (ApiToken, Digest)>) {
         let stamp = self.next_stamp();
         let mut scope_sets = ScopeSets::new();
@@ -531,24 +527,7 @@ mod tests {
     use crate::store::{Account, AccountStore, AuditEntry};
 
     fn api_token(account: AccountId) -> ApiToken {
-        ApiToken {
-            id: TokenId::new(),
-            account_id: account,
-            kind: TokenKind::ApiKey,
-            member_id: None,
-            name: "t".into(),
-            scopes: vec!["messages:send".into()],
-            expires_at: None,
-            ip_allowlist: vec![],
-            rate_limit: None,
-            instance_ids: vec![],
-            created_at: Timestamp::now(),
-            revoked_at: None,
-            last_used_at: None,
-            format: crate::store::TokenFormat::Tokengate,
-            external_id: None,
-            leaked_at: None,
-        }
+        crate::store::test_token(TokenKind::ApiKey, account, None)
     }
 
     fn secret() -> (Vec<u8>, Digest) {

@@ -30,9 +30,9 @@ use tokengate_core::{
 pub use decide::is_decide_path;
 pub use proxy::ErrorChain;
 pub use reject::{Reason, Rejection, json_error};
-pub use upstream::{PoolKey, UpstreamBody, UpstreamError, UpstreamPool};
 
 use self::stats::GatewayMetrics;
+use self::upstream::{PoolKey, UpstreamError, UpstreamPool};
 use crate::egress::EgressPolicy;
 use crate::limits::ClientBody;
 use crate::oauth::VerifiedJwt;
@@ -69,8 +69,8 @@ pub struct GatewaySettings {
     pub egress: Arc<EgressPolicy>,
     /// How long an upgraded (WebSocket) connection may carry nothing before it is closed.
     pub upgrade_idle: Duration,
-    /// Certificates trusted for https upstreams besides the Web PKI (`upstream_ca_file`).
-    pub upstream_roots: Arc<[rustls_pki_types::CertificateDer<'static>]>,
+    /// TLS towards https upstreams (see [`crate::egress::upstream_tls`]), built once.
+    pub upstream_tls: tokio_rustls::rustls::ClientConfig,
 }
 
 /// Where the forwarded path's tail comes from: the request's own path from this
@@ -219,7 +219,7 @@ impl Gateway {
         Gateway {
             state,
             usage,
-            pool: UpstreamPool::new(settings.egress, &settings.upstream_roots, UPSTREAM_IDLE_TIMEOUT),
+            pool: UpstreamPool::new(settings.egress, settings.upstream_tls, UPSTREAM_IDLE_TIMEOUT),
             trusted_proxies: settings.trusted_proxies,
             upstream_timeout: settings.upstream_timeout,
             max_body_bytes: settings.max_body_bytes,
@@ -364,9 +364,6 @@ impl Gateway {
         admitted: &Admitted,
     ) -> Result<Response<Body>, Rejection> {
         let instance = &routed.instance;
-        if proxy::declared_length(req.headers()).is_some_and(|n| n > self.max_body_bytes) {
-            return Err(Rejection::BodyTooLarge);
-        }
         let client_upgrade = upgrade::is_upgrade(&req).then(|| hyper::upgrade::on(&mut req));
         // An upgraded connection keeps its place under max_connections while relayed.
         let conn = Arc::clone(req.body().conn());

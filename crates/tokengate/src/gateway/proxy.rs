@@ -116,13 +116,17 @@ pub struct Forwarded<'a> {
     pub upgrade: bool,
 }
 
-/// Builds the request sent upstream.
+/// Builds the request sent upstream. The body limit is applied here, both ways: a
+/// declared length past it is refused at once, a streamed body is cut off at it.
 pub fn upstream_request(
     instance: &LiveInstance,
     req: Request<ClientBody>,
     forwarded: &Forwarded<'_>,
     max_body_bytes: u64,
 ) -> Result<Request<ProxyBody>, Rejection> {
+    if declared_length(req.headers()).is_some_and(|n| n > max_body_bytes) {
+        return Err(Rejection::BodyTooLarge);
+    }
     let (mut parts, body) = req.into_parts();
     let tail = forwarded.tail.as_str(parts.uri.path());
     let up = &instance.upstream;

@@ -91,10 +91,9 @@ struct Parked {
 impl UpstreamPool {
     pub fn new(
         egress: Arc<EgressPolicy>,
-        extra_roots: &[rustls_pki_types::CertificateDer<'static>],
+        tls: tokio_rustls::rustls::ClientConfig,
         idle_timeout: Duration,
     ) -> UpstreamPool {
-        let tls = crate::egress::upstream_tls(extra_roots);
         UpstreamPool {
             connector: crate::egress::https_connector_with(egress, None, tls),
             shared: Arc::new(Shared {
@@ -102,11 +101,6 @@ impl UpstreamPool {
                 idle_timeout,
             }),
         }
-    }
-
-    /// Idle connections held, for tests and metrics.
-    pub fn idle_connections(&self) -> usize {
-        self.shared.lock().by_key.values().map(VecDeque::len).sum()
     }
 
     /// Sends `req` (origin-form URI, `Host` set) and returns the response head; the

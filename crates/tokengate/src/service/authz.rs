@@ -155,7 +155,7 @@ impl MemberCaller {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokengate_core::{Timestamp, TokenId};
+    use tokengate_core::Timestamp;
 
     fn member(role: Role, account: AccountId) -> Member {
         Member {
@@ -164,27 +164,6 @@ mod tests {
             email: "m@example.com".into(),
             role,
             created_at: Timestamp::now(),
-        }
-    }
-
-    fn token(kind: TokenKind, account: AccountId, owner: Option<MemberId>) -> ApiToken {
-        ApiToken {
-            id: TokenId::new(),
-            account_id: account,
-            kind,
-            member_id: owner,
-            name: "t".into(),
-            scopes: vec!["messages:send".into()],
-            expires_at: None,
-            ip_allowlist: vec![],
-            rate_limit: None,
-            instance_ids: vec![],
-            created_at: Timestamp::now(),
-            revoked_at: None,
-            last_used_at: None,
-            format: crate::store::TokenFormat::Tokengate,
-            external_id: None,
-            leaked_at: None,
         }
     }
 
@@ -226,13 +205,13 @@ mod tests {
         let acc = AccountId::new();
         let owner = member(Role::Owner, acc);
         let dev = member(Role::Developer, acc);
-        let owners_token = token(TokenKind::Personal, acc, Some(owner.id));
-        let devs_token = token(TokenKind::Personal, acc, Some(dev.id));
+        let owners_token = crate::store::test_token(TokenKind::Personal, acc, Some(owner.id));
+        let devs_token = crate::store::test_token(TokenKind::Personal, acc, Some(dev.id));
         let dev = MemberCaller::new(&dev);
         assert_eq!(dev.authorize(&Action::ManageToken(&owners_token)), Err(Refusal::Forbidden));
         assert!(dev.may(&Action::ManageToken(&devs_token)));
         assert!(MemberCaller::new(&member(Role::Admin, acc)).may(&Action::ManageToken(&owners_token)));
-        let elsewhere = token(TokenKind::ApiKey, AccountId::new(), None);
+        let elsewhere = crate::store::test_token(TokenKind::ApiKey, AccountId::new(), None);
         assert_eq!(dev.authorize(&Action::ManageToken(&elsewhere)), Err(Refusal::NotFound));
     }
 

@@ -227,7 +227,7 @@ impl<'a> Importer<'a> {
                 // This node has them in hand; the others load them on the batch's notice.
                 let stored =
                     keys.into_iter().zip(&inserted).filter(|(_, done)| **done).map(|(k, _)| (k.token, k.digest));
-                self.services.state.put_committed_tokens(stored).await;
+                self.services.state.load_tokens(stored);
             }
             Err(StoreError::QuotaExceeded(what)) => {
                 for (line, _) in batch {

@@ -396,3 +396,30 @@ pub trait WebhookStore {
     /// Raises `token.expiring` once for each live token expiring before `horizon`.
     async fn raise_expiring(&self, now: Timestamp, horizon: Timestamp) -> StoreResult<u64>;
 }
+
+/// A live API token for unit tests: `messages:send`, no expiry, no limits.
+#[cfg(test)]
+pub(crate) fn test_token(
+    kind: tokengate_core::TokenKind,
+    account: AccountId,
+    owner: Option<tokengate_core::MemberId>,
+) -> ApiToken {
+    ApiToken {
+        id: tokengate_core::TokenId::new(),
+        account_id: account,
+        kind,
+        member_id: owner,
+        name: "t".into(),
+        scopes: vec!["messages:send".into()],
+        expires_at: None,
+        ip_allowlist: vec![],
+        rate_limit: None,
+        instance_ids: vec![],
+        created_at: tokengate_core::Timestamp::now(),
+        revoked_at: None,
+        last_used_at: None,
+        format: TokenFormat::Tokengate,
+        external_id: None,
+        leaked_at: None,
+    }
+}
