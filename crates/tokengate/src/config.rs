@@ -93,6 +93,9 @@ pub struct Config {
     /// PEM certificates trusted for `https://` upstreams besides the Web PKI roots (an
     /// internal CA); read at start-up.
     pub upstream_ca_file: Option<PathBuf>,
+    /// Carry plain HTTP/1.1 gateway requests on the lean lane (see `gateway::lane`);
+    /// off: hyper serves every request.
+    pub plain_lane: bool,
     /// Where GitHub publishes its secret-scanning signing keys (`POST /v1/leaks/github`).
     pub leak_github_keys_url: String,
     /// Seconds between a failed webhook delivery and the next attempt, one entry per
@@ -148,6 +151,7 @@ impl Default for Config {
             tls_cert: None,
             tls_key: None,
             upstream_ca_file: None,
+            plain_lane: true,
             leak_github_keys_url: "https://api.github.com/meta/public_keys/secret_scanning".into(),
             webhook_retry_seconds: vec![5, 300, 1800, 7200, 18000],
             usage_buffer_rows: crate::usage::DEFAULT_MAX_ROWS,
@@ -195,6 +199,7 @@ const ENV_KEYS: &[&str] = &[
     "tls_cert",
     "tls_key",
     "upstream_ca_file",
+    "plain_lane",
     "leak_github_keys_url",
     "webhook_retry_seconds",
     "usage_buffer_rows",

@@ -79,6 +79,13 @@ impl ConnState {
         Some(self.opened.elapsed().saturating_sub(done))
     }
 
+    /// Counts now as the end of the last request (a connection handed to hyper after
+    /// requests served elsewhere: its idle time starts now).
+    pub fn touch(&self) {
+        let now = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_done_ms.store(now, Ordering::Relaxed);
+    }
+
     pub fn body_timed_out(&self) -> bool {
         self.body_timed_out.load(Ordering::Relaxed)
     }

@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::config::Config;
+use crate::gateway::lane::{Exit, Lane, Replay};
 use crate::gateway::{self, ClientAddr, Gateway, GatewaySettings, PeerAddr, json_error};
 use crate::limits::{ClientBody, ConnState, TimedBody, TrackedBody};
 use crate::oauth::OAuthState;
@@ -444,6 +445,16 @@ impl Shared {
             .max_header_list_size(u32::try_from((config.max_header_bytes * 4).max(64 * 1024)).unwrap_or(u32::MAX))
             .keep_alive_interval(Some(idle_timeout.min(H2_PING_INTERVAL)))
             .keep_alive_timeout(H2_PING_INTERVAL);
+        // Plain HTTP/1.1 gateway requests take the lean lane; the rest goes to hyper.
+        let lane = config.plain_lane.then(|| {
+            Arc::new(Lane {
+                gateway: Arc::clone(&edge.gateway),
+                max_header_bytes: config.max_header_bytes,
+                header_timeout: handshake_timeout,
+                body_timeout: edge.body_timeout,
+                idle_timeout,
+            })
+        });
         let tracker = tokio_util::task::TaskTracker::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -473,6 +484,22 @@ impl Shared {
             let conn_state = Arc::new(ConnState::new(Some(permit)));
             let svc = connection_service(Arc::clone(&edge), Arc::clone(&conn_state), peer, self.tls.is_some());
             match &self.tls {
+                None if let Some(lane) = &lane => {
+                    let (lane, builder, drain) = (Arc::clone(lane), builder.clone(), drain.clone());
+                    tracker.spawn(async move {
+                        let exit = tokio::select! {
+                            exit = lane.serve(&stream, peer, &drain) => exit,
+                            // What is in flight at shutdown gets the grace period, as on hyper.
+                            () = grace_after(drain.clone(), shutdown_grace) => Exit::Closed,
+                        };
+                        if let Exit::Handoff(read) = exit {
+                            conn_state.touch();
+                            let io = TokioIo::new(Replay::new(read, stream));
+                            let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
+                            watch_connection(conn, conn_state, timeouts, drain).await;
+                        }
+                    });
+                }
                 None => {
                     let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
                     tracker.spawn(watch_connection(conn, conn_state, timeouts, drain.clone()));
@@ -644,6 +671,12 @@ async fn watch_connection<C>(
             }
         }
     }
+}
+
+/// Resolves `grace` after the server started draining.
+async fn grace_after(drain: watch::Receiver<bool>, grace: Duration) {
+    gateway::lane::draining(drain).await;
+    tokio::time::sleep(grace).await;
 }
 
 /// hyper's connections, told to finish what is in flight and close.

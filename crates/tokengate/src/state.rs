@@ -223,8 +223,11 @@ fn remove_older<K, V, S>(
 
 #[derive(Default)]
 pub struct GatewayState {
-    instances: DashMap<InstanceId, Arc<LiveInstance>>,
-    accounts: DashMap<AccountId, Arc<AccountPolicy>>,
+    /// Looked up twice per gateway request: foldhash (seeded per process) rather than
+    /// SipHash. Only ids the server made are inserted; what a client names is only
+    /// looked up, so no client can crowd a bucket.
+    instances: DashMap<InstanceId, Arc<LiveInstance>, foldhash::fast::RandomState>,
+    accounts: DashMap<AccountId, Arc<AccountPolicy>, foldhash::fast::RandomState>,
     /// Keyed by the first eight bytes of the secret's digest: a presented token is found
     /// by hash lookup, then its full digest compared in constant time. (Two live tokens
     /// sharing 64 bits of SHA-256 — odds of 1 in 10^7 at a million tokens — would shadow

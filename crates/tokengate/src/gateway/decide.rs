@@ -11,7 +11,7 @@ use axum::body::Body;
 use http::header::HeaderName;
 use http::{HeaderValue, Method, Request, Response, StatusCode, Uri};
 
-use super::{Admitted, Gateway, Rejection, RequestCtx, json_error, proxy};
+use super::{Admitted, Gateway, Head, Rejection, RequestCtx, json_error, proxy};
 
 /// The path of the decision endpoint.
 pub const PATH: &str = "/decide";
@@ -95,7 +95,7 @@ impl Gateway {
             Err(DecideError::NotTrusted)
         };
         if let Ok(decided) = &outcome {
-            self.metrics.record(decided.as_ref().map(|_| ()).map_err(Rejection::reason), ctx.started.elapsed());
+            self.count(&ctx, decided.as_ref().map(|_| ()));
         }
         match outcome {
             Ok(Ok(response)) => response,
@@ -110,7 +110,7 @@ impl Gateway {
     /// The steps of a proxied request but `forward`: `route`, the checks, `record`.
     fn decide_original(&self, original: &Request<()>, ctx: &RequestCtx) -> Result<Response<Body>, Rejection> {
         let routed = self.route(original.uri().path())?;
-        let admitted = self.check(ctx, &routed, original);
+        let admitted = self.check(ctx, &routed, &Head::of(original));
         let bearer = admitted.as_ref().ok().and_then(|a| a.bearer.as_ref());
         self.record(ctx, &routed.instance, admitted.as_ref().map(|_| ()), bearer);
         let Admitted { bearer, .. } = admitted?;

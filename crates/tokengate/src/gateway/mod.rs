@@ -10,6 +10,8 @@
 //! for every route (see `server`).
 
 mod decide;
+mod idle;
+pub mod lane;
 mod proxy;
 mod reject;
 mod stats;
@@ -48,6 +50,8 @@ pub struct Gateway {
     pub usage: Arc<UsageRecorder>,
     /// This worker's upstream connections (each worker has its own gateway).
     pool: UpstreamPool,
+    /// The plain lane's upstream sockets (see [`lane`]).
+    lane: lane::Upstreams,
     trusted_proxies: IpAllowlist,
     upstream_timeout: Duration,
     max_body_bytes: u64,
@@ -124,7 +128,35 @@ pub fn split_path(path: &str) -> Option<GatewayPath<'_>> {
 
 /// The token of an `Authorization: Bearer …` header, if there is one.
 pub fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
-    headers.get(http::header::AUTHORIZATION)?.as_bytes().strip_prefix(b"Bearer ").map(<[u8]>::trim_ascii)
+    bearer_of(headers.get(http::header::AUTHORIZATION)?.as_bytes())
+}
+
+/// The token of an `Authorization` value of the `Bearer` scheme.
+pub fn bearer_of(authorization: &[u8]) -> Option<&[u8]> {
+    authorization.strip_prefix(b"Bearer ").map(<[u8]>::trim_ascii)
+}
+
+/// What the checks read of a request: method, path and the two credentials. Built
+/// from hyper's request ([`Head::of`]) or from the plain lane's parsed head.
+#[derive(Debug, Clone, Copy)]
+pub struct Head<'a> {
+    pub method: &'a str,
+    /// The path, without the query.
+    pub path: &'a str,
+    pub client_token: Option<&'a [u8]>,
+    /// The token of `Authorization: Bearer …`.
+    pub bearer: Option<&'a [u8]>,
+}
+
+impl<'a> Head<'a> {
+    pub fn of<B>(req: &'a Request<B>) -> Head<'a> {
+        Head {
+            method: req.method().as_str(),
+            path: req.uri().path(),
+            client_token: req.headers().get(proxy::CLIENT_TOKEN).map(HeaderValue::as_bytes),
+            bearer: bearer_token(req.headers()),
+        }
+    }
 }
 
 /// The bearer token a request was let through with.
@@ -177,8 +209,16 @@ impl ClientAddr {
     /// Resolves the client address (SPEC §11): `X-Forwarded-For` is believed only from a
     /// trusted proxy, and then walked from the right past the trusted proxies.
     pub fn resolve(peer: SocketAddr, headers: &HeaderMap, trusted: &IpAllowlist) -> ClientAddr {
+        ClientAddr::from_lines(peer, forwarded_for(headers), trusted)
+    }
+
+    /// [`ClientAddr::resolve`] from the `X-Forwarded-For` lines (`None`: not text).
+    pub fn from_lines<'a>(
+        peer: SocketAddr,
+        lines: impl IntoIterator<Item = Option<&'a str>>,
+        trusted: &IpAllowlist,
+    ) -> ClientAddr {
         let peer = peer.ip().to_canonical();
-        let lines = headers.get_all(proxy::X_FORWARDED_FOR).iter().map(|v| v.to_str().ok());
         ClientAddr {
             peer,
             client: tokengate_core::forwarded::client_ip(peer, lines, trusted),
@@ -196,12 +236,18 @@ pub struct RequestCtx {
 
 impl RequestCtx {
     pub fn new(peer: SocketAddr, headers: &HeaderMap, trusted_proxies: &IpAllowlist) -> RequestCtx {
-        RequestCtx {
-            now: Timestamp::now(),
-            started: Instant::now(),
-            addr: ClientAddr::resolve(peer, headers, trusted_proxies),
-        }
+        RequestCtx::at(ClientAddr::resolve(peer, headers, trusted_proxies))
     }
+
+    /// A request from `addr`, starting now.
+    pub fn at(addr: ClientAddr) -> RequestCtx {
+        RequestCtx { now: Timestamp::now(), started: Instant::now(), addr }
+    }
+}
+
+/// The `X-Forwarded-For` lines of a request (`None`: not text).
+fn forwarded_for(headers: &HeaderMap) -> impl Iterator<Item = Option<&str>> {
+    headers.get_all(proxy::X_FORWARDED_FOR).iter().map(|v| v.to_str().ok())
 }
 
 /// A request whose instance is known (step `route`).
@@ -219,6 +265,7 @@ impl Gateway {
         Gateway {
             state,
             usage,
+            lane: lane::Upstreams::new(Arc::clone(&settings.egress)),
             pool: UpstreamPool::new(settings.egress, settings.upstream_tls, UPSTREAM_IDLE_TIMEOUT),
             trusted_proxies: settings.trusted_proxies,
             upstream_timeout: settings.upstream_timeout,
@@ -247,7 +294,7 @@ impl Gateway {
             // No instance: nothing to count it under.
             Err(rejection) => Err(rejection),
             Ok(routed) => {
-                let (result, bearer) = match self.check(&ctx, &routed, &req) {
+                let (result, bearer) = match self.check(&ctx, &routed, &Head::of(&req)) {
                     Ok(admitted) => {
                         let forwarded = self.forward(&ctx, &routed, req, &admitted).await;
                         (forwarded, admitted.bearer)
@@ -258,8 +305,13 @@ impl Gateway {
                 result
             }
         };
-        self.metrics.record(result.as_ref().map(|_| ()).map_err(Rejection::reason), ctx.started.elapsed());
+        self.count(&ctx, result.as_ref().map(|_| ()));
         result.unwrap_or_else(Rejection::into_response)
+    }
+
+    /// The request's metrics, once it has ended (forwarded, or refused and why).
+    fn count(&self, ctx: &RequestCtx, result: Result<(), &Rejection>) {
+        self.metrics.record(result.map_err(Rejection::reason), ctx.started.elapsed());
     }
 
     /// Step `route`: the instance and its token. A malformed token is answered like a
@@ -279,11 +331,11 @@ impl Gateway {
 
     /// The checks on a routed request (proxied, or the original request of a
     /// `/decide`): the canonical tail, then `admit_address`, `client_token`, `bearer`.
-    fn check<B>(&self, ctx: &RequestCtx, routed: &Routed, req: &Request<B>) -> Result<Admitted, Rejection> {
-        let tail = canonical(req.uri().path(), routed.tail_start)?;
+    fn check(&self, ctx: &RequestCtx, routed: &Routed, head: &Head<'_>) -> Result<Admitted, Rejection> {
+        let tail = canonical(head.path, routed.tail_start)?;
         self.admit_address(ctx, &routed.policy)?;
-        self.client_token(ctx, routed, req.headers())?;
-        let bearer = self.bearer(ctx, routed, req, &tail)?;
+        self.client_token(ctx, routed, head.client_token)?;
+        let bearer = self.bearer(ctx, routed, head, &tail)?;
         Ok(Admitted { tail, bearer })
     }
 
@@ -298,9 +350,9 @@ impl Gateway {
 
     /// Step `client_token`: the account's security token, counted for the readiness
     /// view whether or not it is enforced yet.
-    fn client_token(&self, ctx: &RequestCtx, routed: &Routed, headers: &HeaderMap) -> Result<(), Rejection> {
+    fn client_token(&self, ctx: &RequestCtx, routed: &Routed, presented: Option<&[u8]>) -> Result<(), Rejection> {
         let policy = &routed.policy.security_token;
-        let check = policy.check(headers.get(proxy::CLIENT_TOKEN).map(HeaderValue::as_bytes), ctx.now);
+        let check = policy.check(presented, ctx.now);
         let readiness = match check {
             ClientTokenCheck::NotConfigured => return Ok(()),
             ClientTokenCheck::Valid => "with_valid_token",
@@ -318,20 +370,20 @@ impl Gateway {
 
     /// Step `bearer`: the instance's route rules, and the bearer token the matching
     /// rule requires (an API key or personal token, or a JWT).
-    fn bearer<B>(
+    fn bearer(
         &self,
         ctx: &RequestCtx,
         routed: &Routed,
-        req: &Request<B>,
+        head: &Head<'_>,
         tail: &Tail,
     ) -> Result<Option<Bearer>, Rejection> {
         let instance = &routed.instance;
         if instance.rules.is_empty() {
             return Ok(None);
         }
-        let tail = Some(tail.as_str(req.uri().path())).filter(|t| !t.is_empty()).unwrap_or("/");
-        let required = instance.rules.required_scopes(req.method().as_str(), tail).ok_or(Rejection::NoMatchingRule)?;
-        let presented = bearer_token(req.headers()).ok_or(Rejection::Bearer(Denial::NotFound, None))?;
+        let tail = Some(tail.as_str(head.path)).filter(|t| !t.is_empty()).unwrap_or("/");
+        let required = instance.rules.required_scopes(head.method, tail).ok_or(Rejection::NoMatchingRule)?;
+        let presented = head.bearer.ok_or(Rejection::Bearer(Denial::NotFound, None))?;
         // A JWT, unless it is the text of an imported key (those may contain dots).
         let jwt_like = !presented.starts_with(b"tg") && presented.contains(&b'.');
         if jwt_like && !(self.state.may_be_imported(presented) && self.state.lookup_token(presented).is_some()) {

@@ -20,8 +20,9 @@ pub const X_TOKENGATE_SUBJECT: HeaderName = HeaderName::from_static("x-tokengate
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
-/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction.
-const HOP_BY_HOP: [HeaderName; 9] = [
+/// Hop-by-hop headers (RFC 9110 §7.6.1), never forwarded in either direction. (A
+/// `static`: a `const` array would be built and dropped at every use.)
+static HOP_BY_HOP: [HeaderName; 9] = [
     header::CONNECTION,
     KEEP_ALIVE,
     PROXY_CONNECTION,
@@ -66,10 +67,16 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-/// A header name as a sloppy server would read it: `_` for `-`, any case (names are
-/// already lower case here).
+/// Whether a header name (in any case) is one of the hop-by-hop headers.
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(name))
+}
+
+/// A header name as a sloppy server would read it: `_` for `-`, any case (`wanted` is
+/// lower case).
 fn same_name(name: &str, wanted: &str) -> bool {
-    name.len() == wanted.len() && name.bytes().zip(wanted.bytes()).all(|(a, b)| a == b || (a == b'_' && b == b'-'))
+    name.len() == wanted.len()
+        && name.bytes().zip(wanted.bytes()).all(|(a, b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
 }
 
 fn starts_like(name: &str, prefix: &str) -> bool {
@@ -81,7 +88,7 @@ fn starts_like(name: &str, prefix: &str) -> bool {
 /// `X-Forwarded-For` but the real one (which the gateway rewrites), and the other
 /// forwarding headers unless they come from a trusted proxy (and then only spelled
 /// right).
-fn is_spoofable(name: &str, from_trusted_proxy: bool) -> bool {
+pub fn is_spoofable(name: &str, from_trusted_proxy: bool) -> bool {
     if same_name(name, "client-token") || starts_like(name, "x-tokengate-") {
         return true;
     }
@@ -190,25 +197,36 @@ pub fn upstream_request(
 /// The headers that tell the upstream who is calling: the account, and with a bearer
 /// token its id, scopes and (for JWTs) subject. Also `/decide`'s answer.
 pub fn identity_headers(headers: &mut HeaderMap, instance: &LiveInstance, bearer: Option<&Bearer>) {
+    each_identity_header(instance, bearer, |name, value| {
+        headers.insert(name, value.clone());
+    });
+}
+
+/// The identity headers (see [`identity_headers`]) one by one.
+pub fn each_identity_header(
+    instance: &LiveInstance,
+    bearer: Option<&Bearer>,
+    mut header: impl FnMut(HeaderName, &HeaderValue),
+) {
     if let Ok(v) = HeaderValue::from_str(&instance.account_id.to_string()) {
-        headers.insert(X_TOKENGATE_ACCOUNT, v);
+        header(X_TOKENGATE_ACCOUNT, &v);
     }
     match bearer {
         None => {}
         Some(Bearer::Opaque(token)) => {
             if let Ok(v) = HeaderValue::from_str(&token.credential.id.to_string()) {
-                headers.insert(X_TOKENGATE_TOKEN_ID, v);
+                header(X_TOKENGATE_TOKEN_ID, &v);
             }
-            headers.insert(X_TOKENGATE_SCOPES, HeaderValue::clone(&token.scopes_header));
+            header(X_TOKENGATE_SCOPES, &token.scopes_header);
         }
         Some(Bearer::Jwt(jwt)) => {
             if let Some(v) = &jwt.token_id_header {
-                headers.insert(X_TOKENGATE_TOKEN_ID, v.clone());
+                header(X_TOKENGATE_TOKEN_ID, v);
             }
             if let Some(v) = &jwt.subject_header {
-                headers.insert(X_TOKENGATE_SUBJECT, v.clone());
+                header(X_TOKENGATE_SUBJECT, v);
             }
-            headers.insert(X_TOKENGATE_SCOPES, jwt.scopes_header.clone());
+            header(X_TOKENGATE_SCOPES, &jwt.scopes_header);
         }
     }
 }
@@ -268,5 +286,12 @@ mod tests {
         for name in ["authorization", "content-type", "x-tokengatex", "client-tokens", "forwarded-x"] {
             assert!(!is_spoofable(name, false), "{name}");
         }
+        // Raw names (the plain lane's) in any case.
+        for name in ["Client-Token", "CLIENT_TOKEN", "X-Tokengate-Account", "X-Real-IP"] {
+            assert!(is_spoofable(name, false), "{name}");
+        }
+        assert!(is_spoofable("X_Forwarded_For", false));
+        assert!(!is_spoofable("X-Forwarded-For", false));
+        assert!(is_hop_by_hop("Transfer-Encoding") && is_hop_by_hop("keep-alive") && !is_hop_by_hop("content-length"));
     }
 }

@@ -218,30 +218,40 @@ impl Rejection {
         })
     }
 
-    pub fn into_response(self) -> Response<Body> {
-        let body = match self.static_body() {
-            Some(text) => Body::from(bytes::Bytes::from_static(text.as_bytes())),
-            None => Body::from(serde_json::json!({ "error": self.message() }).to_string()),
+    /// The body of the answer.
+    pub fn body(&self) -> bytes::Bytes {
+        match self.static_body() {
+            Some(text) => bytes::Bytes::from_static(text.as_bytes()),
+            None => serde_json::json!({ "error": self.message() }).to_string().into(),
+        }
+    }
+
+    /// The header a refusal carries besides `Content-Type`: the bearer challenge, or
+    /// `Retry-After` for a rate limit.
+    pub fn extra_header(&self) -> Option<(header::HeaderName, HeaderValue)> {
+        let Rejection::Bearer(denial, _) = self else {
+            return None;
         };
-        let mut response = Response::new(body);
+        match denial {
+            Denial::InsufficientScope(scope) => {
+                let challenge = format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"");
+                HeaderValue::from_str(&challenge).ok().map(|v| (header::WWW_AUTHENTICATE, v))
+            }
+            Denial::RateLimited { retry_after_seconds } => {
+                Some((header::RETRY_AFTER, HeaderValue::from((*retry_after_seconds).max(1))))
+            }
+            Denial::IpNotAllowed => None,
+            _ => Some((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer error=\"invalid_token\""))),
+        }
+    }
+
+    pub fn into_response(self) -> Response<Body> {
+        let mut response = Response::new(Body::from(self.body()));
         *response.status_mut() = self.status();
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Rejection::Bearer(denial, _) = &self {
-            let challenge = match denial {
-                Denial::InsufficientScope(scope) => {
-                    HeaderValue::from_str(&format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\"")).ok()
-                }
-                Denial::RateLimited { retry_after_seconds } => {
-                    headers.insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds.max(&1).to_owned()));
-                    None
-                }
-                Denial::IpNotAllowed => None,
-                _ => Some(HeaderValue::from_static("Bearer error=\"invalid_token\"")),
-            };
-            if let Some(challenge) = challenge {
-                headers.insert(header::WWW_AUTHENTICATE, challenge);
-            }
+        if let Some((name, value)) = self.extra_header() {
+            headers.insert(name, value);
         }
         response
     }

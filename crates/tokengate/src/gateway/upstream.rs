@@ -14,12 +14,11 @@
 //! any of it was written is sent again on another one. Upgrades (`101`) get a
 //! connection of their own, driven by a task until the relay takes its socket.
 
-use std::collections::{HashMap, VecDeque};
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::uri::Authority;
@@ -31,6 +30,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower::ServiceExt;
 
+use super::idle::IdleSet;
 use super::proxy::ProxyBody;
 use crate::egress::{EgressConnector, EgressPolicy};
 
@@ -41,11 +41,6 @@ type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
 type Conn = Box<http1::Connection<Io, ProxyBody>>;
 type Sender = http1::SendRequest<ProxyBody>;
 type TrySend = hyper::client::conn::TrySendError<Request<ProxyBody>>;
-
-/// At most this many idle connections are kept per upstream (the oldest go first).
-const MAX_IDLE_PER_UPSTREAM: usize = 1024;
-/// How often the whole pool is swept for connections past their idle timeout.
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 /// Which connections may serve a request: same scheme, same host and port.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -62,6 +57,9 @@ pub enum UpstreamError {
     Connect(#[source] BoxError),
     #[error("upstream request")]
     Http(#[source] hyper::Error),
+    /// On the plain lane's sockets.
+    #[error("upstream exchange")]
+    Io(#[source] std::io::Error),
 }
 
 /// One worker's upstream connections.
@@ -70,23 +68,8 @@ pub struct UpstreamPool {
     shared: Arc<Shared>,
 }
 
-struct Shared {
-    idle: Mutex<Idle>,
-    idle_timeout: Duration,
-}
-
-struct Idle {
-    /// Keys are the upstreams of loaded instances (an admin's choice): a fast hasher.
-    by_key: HashMap<PoolKey, VecDeque<Parked>, foldhash::fast::RandomState>,
-    swept: Instant,
-}
-
-/// An idle connection and when it was parked.
-struct Parked {
-    sender: Sender,
-    conn: Conn,
-    since: Instant,
-}
+/// The idle connections: a sender and its connection.
+type Shared = IdleSet<PoolKey, (Sender, Conn)>;
 
 impl UpstreamPool {
     pub fn new(
@@ -96,10 +79,7 @@ impl UpstreamPool {
     ) -> UpstreamPool {
         UpstreamPool {
             connector: crate::egress::https_connector_with(egress, None, tls),
-            shared: Arc::new(Shared {
-                idle: Mutex::new(Idle { by_key: HashMap::default(), swept: Instant::now() }),
-                idle_timeout,
-            }),
+            shared: Arc::new(IdleSet::new(idle_timeout)),
         }
     }
 
@@ -115,7 +95,7 @@ impl UpstreamPool {
             return Box::pin(self.send_upgrade(key, req)).await;
         }
         loop {
-            let (reused, (sender, conn)) = match self.shared.checkout(key) {
+            let (reused, (sender, conn)) = match checkout(&self.shared, key) {
                 Some(pair) => (true, pair),
                 // Boxed: the connect future is large, and most requests never run it.
                 None => (false, Box::pin(self.connect(key)).await?),
@@ -194,43 +174,15 @@ async fn exchange(
     Ok((response, (!finished).then_some((sender, conn))))
 }
 
-impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Idle> {
-        self.idle.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
+/// The most recently parked connection to `key` that is still open and ready.
+fn checkout(pool: &Shared, key: &PoolKey) -> Option<(Sender, Conn)> {
+    pool.take(key, |(sender, conn)| still_open(sender, conn))
+}
 
-    /// The most recently parked connection to `key` that is still open and ready.
-    fn checkout(&self, key: &PoolKey) -> Option<(Sender, Conn)> {
-        let mut idle = self.lock();
-        let parked = idle.by_key.get_mut(key)?;
-        while let Some(mut p) = parked.pop_back() {
-            if p.since.elapsed() < self.idle_timeout && still_open(&mut p.sender, &mut p.conn) {
-                return Some((p.sender, p.conn));
-            }
-        }
-        None
-    }
-
-    /// Parks a connection whose exchange has ended, when it can take another request.
-    fn park(&self, key: PoolKey, mut sender: Sender, mut conn: Conn) {
-        if !still_open(&mut sender, &mut conn) {
-            return;
-        }
-        let now = Instant::now();
-        let mut idle = self.lock();
-        if now.duration_since(idle.swept) >= SWEEP_EVERY {
-            idle.swept = now;
-            let timeout = self.idle_timeout;
-            idle.by_key.retain(|_, parked| {
-                parked.retain(|p| now.duration_since(p.since) < timeout);
-                !parked.is_empty()
-            });
-        }
-        let parked = idle.by_key.entry(key).or_default();
-        if parked.len() >= MAX_IDLE_PER_UPSTREAM {
-            parked.pop_front();
-        }
-        parked.push_back(Parked { sender, conn, since: now });
+/// Parks a connection whose exchange has ended, when it can take another request.
+fn park(pool: &Shared, key: PoolKey, mut sender: Sender, mut conn: Conn) {
+    if still_open(&mut sender, &mut conn) {
+        pool.put(key, (sender, conn));
     }
 }
 
@@ -291,7 +243,7 @@ impl Drop for UpstreamBody {
         if let Some(lease) = self.lease.take()
             && self.body.is_end_stream()
         {
-            lease.pool.park(lease.key, lease.sender, lease.conn);
+            park(&lease.pool, lease.key, lease.sender, lease.conn);
         }
     }
 }

@@ -18,6 +18,7 @@ mod imports;
 mod leaks;
 mod multi_node;
 mod oauth;
+mod plain_lane;
 mod privileges;
 mod process;
 mod rooms;

@@ -110,23 +110,32 @@ async fn instance_on(app: &TestApp, upstream_url: &str) -> String {
     app.url(&format!("/instances/{}/token/{}/x", inst["id"].as_str().unwrap(), inst["token"].as_str().unwrap()))
 }
 
+/// On the plain lane and on hyper (`plain_lane = false`) alike. (A client connection
+/// that has made admin calls is hyper's; this kept-alive client makes none.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_are_kept_alive_and_reused() {
-    let app = TestApp::spawn_with(None, |c| c.workers = Some(1)).await;
-    let upstream = CountingUpstream::start(Duration::from_secs(30)).await;
-    let url = instance_on(&app, &upstream.url()).await;
-    // One after the other, on new client connections and on one kept-alive one.
-    for n in 0..20 {
-        let res = if n % 2 == 0 {
-            reqwest::Client::builder().no_proxy().build().unwrap().get(&url).send().await.unwrap()
-        } else {
-            app.http.post(&url).body("some body").send().await.unwrap()
-        };
-        assert_eq!(res.status(), StatusCode::OK);
-        assert_eq!(res.text().await.unwrap(), "ok");
+    for plain_lane in [true, false] {
+        let app = TestApp::spawn_with(None, |c| {
+            c.workers = Some(1);
+            c.plain_lane = plain_lane;
+        })
+        .await;
+        let upstream = CountingUpstream::start(Duration::from_secs(30)).await;
+        let url = instance_on(&app, &upstream.url()).await;
+        let kept = reqwest::Client::builder().no_proxy().build().unwrap();
+        // One after the other, on new client connections and on one kept-alive one.
+        for n in 0..20 {
+            let res = if n % 2 == 0 {
+                reqwest::Client::builder().no_proxy().build().unwrap().get(&url).send().await.unwrap()
+            } else {
+                kept.post(&url).body("some body").send().await.unwrap()
+            };
+            assert_eq!(res.status(), StatusCode::OK);
+            assert_eq!(res.text().await.unwrap(), "ok");
+        }
+        assert_eq!(upstream.accepts(), 1, "lane {plain_lane}: 20 sequential requests need one upstream connection");
+        app.stop().await;
     }
-    assert_eq!(upstream.accepts(), 1, "20 sequential requests need one upstream connection");
-    app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

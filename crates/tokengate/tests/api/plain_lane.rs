@@ -1,0 +1,341 @@
+//! The plain lane (`gateway::lane`) against hyper's path: the same upstream request
+//! from both, pipelined requests and a hand-over to hyper on one connection, every
+//! response framing passed on whole, bodies in pieces, and which requests are sent
+//! again after a reused upstream connection closed unanswered.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::helpers::{Seen, TestApp};
+
+const HANG_GUARD: Duration = Duration::from_secs(10);
+
+/// An instance on `upstream_url` with `rules`; its gateway base path.
+async fn instance(app: &TestApp, account: &str, upstream_url: &str, rules: Value) -> String {
+    let (status, inst) = app
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{account}/instances"),
+            Some(json!({"name": "lane", "upstream_url": upstream_url, "rules": rules})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{inst}");
+    format!("/instances/{}/token/{}", inst["id"].as_str().unwrap(), inst["token"].as_str().unwrap())
+}
+
+/// Writes `request` on a fresh socket and reads until the server closes.
+async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut socket = TcpStream::connect(addr).await.unwrap();
+    socket.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(HANG_GUARD, socket.read_to_end(&mut answer)).await.expect("hang guard").unwrap();
+    answer
+}
+
+/// Splits answers framed by `content-length` into (status, body) pairs.
+fn answers(mut raw: &[u8]) -> Vec<(u16, String)> {
+    let mut out = Vec::new();
+    while let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") {
+        let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+        let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length:"))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or_else(|| panic!("an answer without content-length: {head}"));
+        let body = &raw[end + 4..end + 4 + length];
+        out.push((status, String::from_utf8_lossy(body).into_owned()));
+        raw = &raw[end + 4 + length..];
+    }
+    assert!(raw.is_empty(), "trailing bytes: {}", String::from_utf8_lossy(raw));
+    out
+}
+
+/// What the upstream received, comparable across paths: method, target, body, and
+/// every header name (sorted) with its values in order.
+fn seen_as_text(seen: &Seen) -> String {
+    let mut names: Vec<&str> = seen.headers.keys().map(|n| n.as_str()).collect();
+    names.sort_unstable();
+    let mut text = format!("{} {}\n", seen.method, seen.path_and_query);
+    for name in names {
+        let values: Vec<_> = seen.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
+        text.push_str(&format!("{name}: {}\n", values.join(" | ")));
+    }
+    text.push_str(&String::from_utf8_lossy(&seen.body));
+    text
+}
+
+/// The lane writes the upstream head from the client's header lines, hyper's path
+/// rebuilds it from a `HeaderMap`: the upstream must see the same request either way,
+/// spoofed and hop-by-hop headers gone, forwarding and identity headers added.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lane_and_hyper_forward_the_same_request() {
+    let mut seen = Vec::new();
+    for plain_lane in [true, false] {
+        let app = TestApp::spawn_with(None, |c| c.plain_lane = plain_lane).await;
+        let (_, acc) = app.admin(Method::POST, "/v1/accounts", Some(json!({"name": "Same"}))).await;
+        let acc = acc["id"].as_str().unwrap().to_string();
+        let upstream = format!("{}/base", app.upstream.url());
+        let open = instance(&app, &acc, &upstream, json!([])).await;
+        let guarded = instance(&app, &acc, &upstream, json!([{"path": "/*", "scopes": ["messages:send"]}])).await;
+        let (_, key) = app
+            .admin(
+                Method::POST,
+                &format!("/v1/accounts/{acc}/tokens"),
+                Some(json!({"name": "k", "kind": "api_key", "scopes": ["messages:send"]})),
+            )
+            .await;
+        let key = key["token"].as_str().unwrap();
+        let headers = "Host: gw\r\nContent-Type: application/json\r\nX-Custom: one\r\nx-custom: two\r\n\
+            Client_Token: spoof\r\nX-Tokengate-Account: spoof\r\nX_Forwarded_For: 1.2.3.4\r\n\
+            X-Forwarded-For: 9.9.9.9\r\nX-Real-IP: 1.1.1.1\r\nForwarded: for=1.1.1.1\r\nKeep-Alive: timeout=5\r\n\
+            Proxy-Authorization: Basic eA==\r\nTE: trailers\r\nVia: 1.0 someone\r\nConnection: keep-alive, close\r\n\
+            Content-Length: 11\r\n";
+        let requests = [
+            format!(
+                "POST {open}/send-text?a=1&b=%2F HTTP/1.1\r\n{headers}Authorization: Basic YQ==\r\n\r\n{{\"a\":\"b\"}}xx"
+            ),
+            format!("PUT {guarded}/x/%7Ebob HTTP/1.1\r\n{headers}Authorization: Bearer {key}\r\n\r\n{{\"a\":\"b\"}}xx"),
+        ];
+        let mut texts = Vec::new();
+        for request in requests {
+            let answer = answers(&exchange(app.addr, request.as_bytes()).await);
+            assert_eq!(answer, [(200, r#"{"ok":true}"#.to_string())], "lane {plain_lane}");
+            texts.push(seen_as_text(&app.upstream.last()));
+        }
+        // The addresses and ids differ between the two servers; the rest must not.
+        let (account, port) = (acc.clone(), app.upstream.addr.port().to_string());
+        seen.push(texts.into_iter().map(|t| t.replace(&account, "ACCOUNT").replace(&port, "PORT")).collect::<Vec<_>>());
+        app.stop().await;
+    }
+    let (lane, hyper) = (&seen[0], &seen[1]);
+    for (l, h) in lane.iter().zip(hyper) {
+        // Token ids and deployment ids (in our Via entry) differ between the servers.
+        let strip = |t: &str| {
+            t.lines()
+                .filter(|l| !l.starts_with("x-tokengate-token-id"))
+                .map(|l| if l.starts_with("via: ") { l.split(" | ").next().unwrap_or(l) } else { l })
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(strip(l), strip(h), "lane:\n{l}\nhyper:\n{h}");
+    }
+    let open = &lane[0];
+    assert!(open.starts_with("POST /base/send-text?a=1&b=%2F\n"), "{open}");
+    for gone in
+        ["client_token", "x_forwarded_for", "x-real-ip", "forwarded:", "keep-alive", "proxy-authorization", "te:"]
+    {
+        assert!(!open.lines().any(|l| l.starts_with(gone)), "{gone} passed: {open}");
+    }
+    for kept in [
+        "x-custom: one | two",
+        "x-forwarded-for: 127.0.0.1",
+        "x-forwarded-proto: http",
+        "x-tokengate-account: ACCOUNT",
+        "authorization: Basic YQ==",
+        "host: 127.0.0.1:PORT",
+        "content-length: 11",
+    ] {
+        assert!(open.lines().any(|l| l == kept), "{kept} missing: {open}");
+    }
+    assert!(open.lines().any(|l| l.starts_with("via: 1.0 someone | ")), "{open}");
+    assert!(open.ends_with("{\"a\":\"b\"}xx"));
+    let guarded = &lane[1];
+    assert!(guarded.starts_with("PUT /base/x/~bob\n"), "{guarded}");
+    assert!(!guarded.contains("authorization:"), "the checked bearer token is not passed on: {guarded}");
+    assert!(guarded.contains("x-tokengate-scopes: messages:send") && guarded.contains("x-tokengate-token-id: "));
+}
+
+/// Requests written back to back are answered in order, a refused one in the middle
+/// included; a request the lane does not carry (here the health check) hands the
+/// connection to hyper, which answers it and the rest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_and_a_hand_over_to_hyper() {
+    let app = TestApp::spawn_with(None, |_| {}).await;
+    let acc = app.create_account("Pipelined").await;
+    let base = instance(&app, &acc, &app.upstream.url(), json!([])).await;
+    let wrong = base.rsplit_once('/').map(|(b, _)| format!("{b}/tgi_wrong")).unwrap();
+    let batch = format!(
+        "GET {base}/a HTTP/1.1\r\nHost: gw\r\n\r\n\
+         POST {wrong}/b HTTP/1.1\r\nHost: gw\r\nContent-Length: 3\r\n\r\nabc\
+         POST {base}/c HTTP/1.1\r\nHost: gw\r\nContent-Length: 3\r\n\r\nxyz\
+         GET /healthz HTTP/1.1\r\nHost: gw\r\n\r\n\
+         GET {base}/d HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n"
+    );
+    let got = answers(&exchange(app.addr, batch.as_bytes()).await);
+    let statuses: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
+    assert_eq!(statuses, [200, 404, 200, 200, 200], "{got:?}");
+    assert_eq!(got[1].1, r#"{"error":"instance not found"}"#);
+    let routes: Vec<String> = app.upstream.seen.lock().unwrap().iter().map(|s| s.path_and_query.clone()).collect();
+    assert_eq!(routes, ["/a", "/c", "/d"]);
+    assert_eq!(app.upstream.last().body.len(), 0);
+    assert_eq!(&app.upstream.seen.lock().unwrap()[1].body[..], b"xyz");
+}
+
+/// A raw upstream for framing cases, by path: `/chunked` (with a trailer), `/close`
+/// (no length: until the connection closes), `/big` (1 MiB by length), `/gzip-te` (a
+/// transfer coding the lane does not carry), `/hang-up` (closes without answering).
+async fn framing_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                loop {
+                    let Some(end) = read_head(&mut stream, &mut buf).await else { return };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                    buf.drain(..end);
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+                    let answer: Vec<u8> = match path.as_str() {
+                        "/chunked" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-sum: 1\r\n\r\n".to_vec(),
+                        "/close" => b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end".to_vec(),
+                        "/big" => {
+                            let mut a = b"HTTP/1.1 200 OK\r\nContent-Length: 1048576\r\n\r\n".to_vec();
+                            a.extend(std::iter::repeat_n(b'z', 1 << 20));
+                            a
+                        }
+                        "/gzip-te" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(),
+                        _ => return,
+                    };
+                    if stream.write_all(&answer).await.is_err() || path == "/close" {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+async fn read_head(stream: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        let mut chunk = [0u8; 4096];
+        match stream.read(&mut chunk).await {
+            Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => return None,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_response_framing_passes_whole() {
+    let app = TestApp::spawn_with(None, |_| {}).await;
+    let acc = app.create_account("Framing").await;
+    let upstream = framing_upstream().await;
+    let base = instance(&app, &acc, &format!("http://{upstream}"), json!([])).await;
+    // One kept-alive client connection (on the lane: it never carries an admin call).
+    let client = &app.gateway;
+    for _ in 0..2 {
+        let res = client.get(app.url(&format!("{base}/chunked"))).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::OK);
+        assert_eq!(res.text().await.unwrap(), "hello world");
+        let res = client.get(app.url(&format!("{base}/big"))).send().await.unwrap();
+        assert_eq!(res.headers()["content-length"], "1048576");
+        let body = res.bytes().await.unwrap();
+        assert!(body.len() == 1 << 20 && body.iter().all(|b| *b == b'z'));
+    }
+    let res = client.get(app.url(&format!("{base}/close"))).send().await.unwrap();
+    assert_eq!(res.headers()["connection"], "close");
+    assert_eq!(res.text().await.unwrap(), "until the end");
+    for refused in ["/gzip-te", "/hang-up"] {
+        let res = client.get(app.url(&format!("{base}{refused}"))).send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY, "{refused}");
+        assert_eq!(res.text().await.unwrap(), r#"{"error":"upstream unavailable"}"#);
+    }
+    // The chunked framing and its trailer reach the client as the upstream sent them.
+    let raw =
+        exchange(app.addr, format!("GET {base}/chunked HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").as_bytes())
+            .await;
+    let text = String::from_utf8_lossy(&raw);
+    assert!(text.to_ascii_lowercase().contains("transfer-encoding: chunked\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-sum: 1\r\n\r\n"), "{text}");
+}
+
+/// A body that arrives in pieces reaches the upstream whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_in_pieces_arrives_whole() {
+    let app = TestApp::spawn_with(None, |_| {}).await;
+    let acc = app.create_account("Pieces").await;
+    let base = instance(&app, &acc, &app.upstream.url(), json!([])).await;
+    let mut socket = TcpStream::connect(app.addr).await.unwrap();
+    let head = format!("POST {base}/p HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Length: 10\r\n\r\nhel");
+    socket.write_all(head.as_bytes()).await.unwrap();
+    for piece in ["lo", "wor", "ld"] {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        socket.write_all(piece.as_bytes()).await.unwrap();
+    }
+    let mut answer = Vec::new();
+    tokio::time::timeout(HANG_GUARD, socket.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert_eq!(answers(&answer), [(200, r#"{"ok":true}"#.to_string())]);
+    assert_eq!(&app.upstream.last().body[..], b"helloworld");
+}
+
+/// An upstream that answers the first request of each connection and hangs up on the
+/// second without a word: what a keep-alive connection closed at the very moment it
+/// is reused looks like. Counts connections.
+async fn one_answer_per_connection() -> (SocketAddr, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepts = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepts);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let Some(end) = read_head(&mut stream, &mut buf).await else { return };
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                while buf.len() < end + length {
+                    let mut chunk = [0u8; 4096];
+                    match stream.read(&mut chunk).await {
+                        Ok(n) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                        _ => return,
+                    }
+                }
+                buf.drain(..end + length);
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await;
+                // The next request is read, then the connection is closed unanswered.
+                let _ = read_head(&mut stream, &mut buf).await;
+            });
+        }
+    });
+    (addr, accepts)
+}
+
+/// Sent again on a new connection: only an idempotent request whose reused
+/// connection closed before any answer. A POST is not sent twice: it is answered 502.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_idempotent_requests_are_sent_again() {
+    let app = TestApp::spawn_with(None, |c| c.workers = Some(1)).await;
+    let acc = app.create_account("Retry").await;
+    let (upstream, accepts) = one_answer_per_connection().await;
+    let base = instance(&app, &acc, &format!("http://{upstream}"), json!([])).await;
+    let url = app.url(&format!("{base}/r"));
+    let fresh = || reqwest::Client::builder().no_proxy().build().unwrap();
+    assert_eq!(fresh().get(&url).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(accepts.load(Ordering::SeqCst), 1);
+    // Reuses the connection, which hangs up: sent again on a second one.
+    let res = fresh().get(&url).send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "ok");
+    assert_eq!(accepts.load(Ordering::SeqCst), 2);
+    // Reuses the second, which hangs up: a POST is not repeated.
+    let res = fresh().post(&url).body("once").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(accepts.load(Ordering::SeqCst), 2, "the POST was not sent on another connection");
+}
