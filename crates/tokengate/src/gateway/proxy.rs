@@ -85,14 +85,19 @@ fn starts_like(name: &str, prefix: &str) -> bool {
 
 /// Whether a client header must not reach the upstream: any spelling of a header
 /// tokengate owns (`Client-Token`, `X-Tokengate-*`), any spelling of
-/// `X-Forwarded-For` but the real one (which the gateway rewrites), and the other
-/// forwarding headers unless they come from a trusted proxy (and then only spelled
-/// right).
+/// `X-Forwarded-For` but the real one (which the gateway rewrites), underscore
+/// spellings of the framing and hop-by-hop headers, and the other forwarding headers
+/// unless they come from a trusted proxy (and then only spelled right).
 pub fn is_spoofable(name: &str, from_trusted_proxy: bool) -> bool {
     if same_name(name, "client-token") || starts_like(name, "x-tokengate-") {
         return true;
     }
     let underscored = name.contains('_');
+    // `Transfer_Encoding`, `Content_Length`, `Keep_Alive`…: a server that reads `_`
+    // as `-` would frame or route the message differently from us.
+    if underscored && (same_name(name, "content-length") || HOP_BY_HOP.iter().any(|h| same_name(name, h.as_str()))) {
+        return true;
+    }
     if same_name(name, "x-forwarded-for") {
         return underscored;
     }
@@ -291,6 +296,10 @@ mod tests {
             assert!(is_spoofable(name, false), "{name}");
         }
         assert!(is_spoofable("X_Forwarded_For", false));
+        for framing in ["Transfer_Encoding", "content_length", "keep_alive", "Proxy_Authorization", "TE"] {
+            assert_eq!(is_spoofable(framing, true), framing != "TE", "{framing}");
+        }
+        assert!(!is_spoofable("transfer-encoding", true), "the real one is hop-by-hop, handled apart");
         assert!(!is_spoofable("X-Forwarded-For", false));
         assert!(is_hop_by_hop("Transfer-Encoding") && is_hop_by_hop("keep-alive") && !is_hop_by_hop("content-length"));
     }

@@ -97,6 +97,7 @@ async fn the_lane_and_hyper_forward_the_same_request() {
             Client_Token: spoof\r\nX-Tokengate-Account: spoof\r\nX_Forwarded_For: 1.2.3.4\r\n\
             X-Forwarded-For: 9.9.9.9\r\nX-Real-IP: 1.1.1.1\r\nForwarded: for=1.1.1.1\r\nKeep-Alive: timeout=5\r\n\
             Proxy-Authorization: Basic eA==\r\nTE: trailers\r\nVia: 1.0 someone\r\nConnection: keep-alive, close\r\n\
+            Transfer_Encoding: chunked\r\nContent_Length: 99\r\n\
             Content-Length: 11\r\n";
         let requests = [
             format!(
@@ -181,7 +182,8 @@ async fn pipelined_requests_and_a_hand_over_to_hyper() {
 
 /// A raw upstream for framing cases, by path: `/chunked` (with a trailer), `/close`
 /// (no length: until the connection closes), `/big` (1 MiB by length), `/gzip-te` (a
-/// transfer coding the lane does not carry), `/hang-up` (closes without answering).
+/// transfer coding the lane does not carry), `/hints` (two 103s, then 200), `/continues`
+/// (twenty 100s, then 200), `/hang-up` (closes without answering).
 async fn framing_upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -203,6 +205,12 @@ async fn framing_upstream() -> SocketAddr {
                             a
                         }
                         "/gzip-te" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(),
+                        "/hints" => b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+                        "/continues" => {
+                            let mut a = b"HTTP/1.1 100 Continue\r\n\r\n".repeat(20);
+                            a.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                            a
+                        }
                         _ => return,
                     };
                     if stream.write_all(&answer).await.is_err() || path == "/close" {
@@ -248,7 +256,10 @@ async fn every_response_framing_passes_whole() {
     let res = client.get(app.url(&format!("{base}/close"))).send().await.unwrap();
     assert_eq!(res.headers()["connection"], "close");
     assert_eq!(res.text().await.unwrap(), "until the end");
-    for refused in ["/gzip-te", "/hang-up"] {
+    // Informational answers are skipped, a few of them.
+    let res = client.get(app.url(&format!("{base}/hints"))).send().await.unwrap();
+    assert_eq!((res.status(), res.text().await.unwrap().as_str()), (StatusCode::OK, "ok"));
+    for refused in ["/gzip-te", "/hang-up", "/continues"] {
         let res = client.get(app.url(&format!("{base}{refused}"))).send().await.unwrap();
         assert_eq!(res.status(), StatusCode::BAD_GATEWAY, "{refused}");
         assert_eq!(res.text().await.unwrap(), r#"{"error":"upstream unavailable"}"#);
@@ -338,4 +349,45 @@ async fn only_idempotent_requests_are_sent_again() {
     let res = fresh().post(&url).body("once").send().await.unwrap();
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(accepts.load(Ordering::SeqCst), 2, "the POST was not sent on another connection");
+}
+
+/// A client that pipelines requests and never reads the answers loses its connection
+/// (and its place under `max_connections`) once nothing of an answer has been taken
+/// for `idle_timeout`: new connections are served again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_reads_loses_its_connection() {
+    let app = TestApp::spawn_with(None, |c| {
+        c.max_connections = 1;
+        c.idle_timeout_seconds = 1;
+        c.workers = Some(1);
+    })
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stuck = socket.connect(app.addr).await.unwrap();
+    // Cheap refusals (no such instance): ~30 MB of answers, far more than the socket
+    // buffers on both sides hold.
+    let one = b"GET /instances/nope/token/nope/x HTTP/1.1\r\nHost: gw\r\n\r\n";
+    let batch = one.repeat(200_000);
+    let writer = tokio::spawn(async move {
+        let _ = stuck.write_all(&batch).await;
+        // Held open, never read.
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(stuck);
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut served = false;
+    for _ in 0..20 {
+        let mut probe = TcpStream::connect(app.addr).await.unwrap();
+        let _ = probe.write_all(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n").await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_millis(500), probe.read_to_end(&mut answer)).await;
+        if answer.starts_with(b"HTTP/1.1 200") {
+            served = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    writer.abort();
+    assert!(served, "the connection that never reads still holds the only place");
 }

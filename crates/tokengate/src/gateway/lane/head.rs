@@ -10,8 +10,11 @@ pub const MAX_HEADERS: usize = 64;
 
 /// Where the head at the start of `buf` ends (after its empty line, `\r\n\r\n` or a
 /// bare `\n\n` as httparse also reads), if it has arrived whole. Only then is it parsed.
-pub fn end_of_head(buf: &[u8]) -> Option<usize> {
-    memchr::memchr_iter(b'\n', buf).find_map(|i| match (buf.get(i + 1), buf.get(i + 2)) {
+/// The first `searched` bytes were looked at before (and held no end).
+pub fn end_of_head(buf: &[u8], searched: usize) -> Option<usize> {
+    let from = searched.saturating_sub(2);
+    let tail = buf.get(from..).unwrap_or_default();
+    memchr::memchr_iter(b'\n', tail).map(|i| i + from).find_map(|i| match (buf.get(i + 1), buf.get(i + 2)) {
         (Some(b'\n'), _) => Some(i + 2),
         (Some(b'\r'), Some(b'\n')) => Some(i + 3),
         _ => None,
@@ -45,7 +48,8 @@ impl<'a> ClientHead<'a> {
         if req.version != Some(1) {
             return None;
         }
-        let method = req.method?;
+        // CONNECT turns a connection into a tunnel: hyper's to handle.
+        let method = req.method.filter(|m| *m != "CONNECT")?;
         let target = req.path?;
         let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(q)),
@@ -164,11 +168,17 @@ mod tests {
 
     #[test]
     fn heads_end_at_their_empty_line() {
-        assert_eq!(end_of_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody"), Some(27));
-        assert_eq!(end_of_head(b"GET / HTTP/1.1\nHost: a\n\nbody"), Some(24));
-        assert_eq!(end_of_head(b"GET / HTTP/1.1\r\nHost: a\r\n"), None);
-        assert_eq!(end_of_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r"), None);
-        assert_eq!(end_of_head(b"\n\n"), Some(2));
+        assert_eq!(end_of_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r\nbody", 0), Some(27));
+        assert_eq!(end_of_head(b"GET / HTTP/1.1\nHost: a\n\nbody", 0), Some(24));
+        assert_eq!(end_of_head(b"GET / HTTP/1.1\r\nHost: a\r\n", 0), None);
+        assert_eq!(end_of_head(b"GET / HTTP/1.1\r\nHost: a\r\n\r", 0), None);
+        assert_eq!(end_of_head(b"\n\n", 0), Some(2));
+        // Resumed where the last search stopped, an end split across reads is found.
+        let whole = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        for cut in 0..whole.len() {
+            assert_eq!(end_of_head(&whole[..cut], 0), None);
+            assert_eq!(end_of_head(whole, cut), Some(whole.len()), "cut at {cut}");
+        }
     }
 
     #[test]
@@ -213,6 +223,7 @@ mod tests {
         assert!(read(&format!("{BASE}Via: 1.0 other, {}\r\n\r\n", via.entry())).is_none());
         assert!(read(&format!("{BASE}Via: 1.0 other\r\n\r\n")).is_some());
         assert!(read("GET /instances/i/token/t HTTP/1.0\r\n\r\n").is_none());
+        assert!(read("CONNECT /instances/i/token/t HTTP/1.1\r\n\r\n").is_none());
         assert!(read("GET /v1/accounts HTTP/1.1\r\n\r\n").is_none());
         assert!(read("GET http://h/instances/i/token/t HTTP/1.1\r\n\r\n").is_none());
         // hyper's parser decides what to make of anything unusual.

@@ -92,6 +92,10 @@ impl Deadline {
         }
     }
 
+    pub fn passed(&self) -> bool {
+        Instant::now() >= self.at
+    }
+
     /// Resolves once the deadline last set has passed.
     pub async fn reached(&mut self) {
         loop {
@@ -102,6 +106,11 @@ impl Deadline {
             self.sleep.as_mut().reset(self.at);
         }
     }
+}
+
+/// `start + wait`, or a year on when that does not fit (a setting of many years).
+pub fn after(start: Instant, wait: std::time::Duration) -> Instant {
+    start.checked_add(wait).unwrap_or_else(|| start + std::time::Duration::from_secs(86_400 * 365))
 }
 
 /// A client connection handed to hyper: the bytes the lane read come first.
@@ -151,5 +160,17 @@ impl AsyncWrite for Replay {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_deadline_of_any_length_does_not_overflow() {
+        let now = Instant::now();
+        assert!(after(now, std::time::Duration::MAX) > now);
+        assert_eq!(after(now, std::time::Duration::from_secs(1)), now + std::time::Duration::from_secs(1));
     }
 }

@@ -14,9 +14,11 @@
 //! refusals (status, headers, body), `413` for a declared length past the limit, `408`
 //! and close for a stalled body, `502`/`504`, the idle and header timeouts, graceful
 //! drain (`Connection: close` on the last answer). Differences, chosen: a response in a
-//! transfer coding other than plain `chunked` is answered `502`; a request that found a
-//! reused upstream connection closed before any answer is sent again once on a new one
-//! when its method is idempotent and all of it is still at hand.
+//! transfer coding other than plain `chunked` is answered `502`; a response without a
+//! length ends the client connection with it (hyper re-chunks it); a request that
+//! found a reused upstream connection closed before any answer is sent again once on a
+//! new one when its method is idempotent and all of it is still at hand; a client that
+//! takes nothing of an answer for `idle_timeout` loses its connection.
 
 mod head;
 mod io;
@@ -45,8 +47,10 @@ use super::upstream::UpstreamError;
 use super::{Admitted, ClientAddr, Gateway, RequestCtx, Routed, UPSTREAM_IDLE_TIMEOUT, proxy, upstream_failure};
 use crate::egress::{EgressConnector, EgressPolicy};
 
-/// A response head larger than this is refused (`502`).
-const MAX_RESPONSE_HEAD: usize = 64 * 1024;
+/// A response head larger than this is refused (`502`): hyper's own limit.
+const MAX_RESPONSE_HEAD: usize = 8192 + 4096 * 100;
+/// Informational (1xx) answers skipped before a final one at most.
+const MAX_INFORMATIONAL: usize = 16;
 
 /// What the lane needs to know about the listener.
 pub struct Lane {
@@ -109,9 +113,30 @@ struct Client<'s> {
     served: bool,
     /// Bytes of the current request's body not yet taken from `buf` or the socket.
     body_left: u64,
-    /// The client asked to close, or the server is draining: this exchange is the
-    /// connection's last.
+    /// The client asked to close: this exchange is the connection's last.
     closing: bool,
+    drain: &'s watch::Receiver<bool>,
+    /// How long a write to the client may make no progress.
+    send_timeout: Duration,
+}
+
+impl Client<'_> {
+    /// Whether the answer being written is the connection's last (the client asked, or
+    /// the server has started draining since).
+    fn last(&self) -> bool {
+        self.closing || *self.drain.borrow()
+    }
+
+    /// Writes to the client; a client that takes nothing for `send_timeout` (it stopped
+    /// reading) loses its connection.
+    async fn send(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        self.deadline.set(io::after(Instant::now(), self.send_timeout));
+        tokio::select! {
+            biased;
+            sent = write_all(self.stream, bytes) => sent.map_err(drop),
+            () = self.deadline.reached() => Err(()),
+        }
+    }
 }
 
 enum Next {
@@ -165,6 +190,8 @@ impl Lane {
             served: false,
             body_left: 0,
             closing: false,
+            drain,
+            send_timeout: self.idle_timeout,
         };
         loop {
             let n = match self.next_head(&mut client, drained.as_mut()).await {
@@ -182,7 +209,7 @@ impl Lane {
                     None => Step::Handoff,
                     Some(head) => {
                         client.body_left = head.content_length;
-                        client.closing = head.close || *drain.borrow();
+                        client.closing = head.close;
                         self.exchange(&mut client, &head, peer).await
                     }
                 }
@@ -206,11 +233,13 @@ impl Lane {
     /// (the header timeout too, before the first request), within the header timeout
     /// once part of it has.
     async fn next_head(&self, client: &mut Client<'_>, mut drained: Pin<&mut impl Future<Output = ()>>) -> Next {
-        let mut timed = false;
+        let (mut timed, mut searched) = (false, 0);
         loop {
-            if let Some(n) = head::end_of_head(&client.buf) {
+            // A head arriving a byte at a time is searched once, not once per byte.
+            if let Some(n) = head::end_of_head(&client.buf, searched) {
                 return Next::Head(n);
             }
+            searched = client.buf.len();
             // hyper answers heads past the limit.
             if client.buf.len() > self.max_header_bytes.max(8 * 1024) * 2 {
                 return Next::Handoff;
@@ -218,10 +247,10 @@ impl Lane {
             let idle = client.buf.is_empty();
             if idle {
                 let wait = if client.served { self.idle_timeout } else { self.idle_timeout.min(self.header_timeout) };
-                client.deadline.set(client.last_done + wait);
+                client.deadline.set(io::after(client.last_done, wait));
             } else if !timed {
                 timed = true;
-                client.deadline.set(Instant::now() + self.header_timeout);
+                client.deadline.set(io::after(Instant::now(), self.header_timeout));
             }
             tokio::select! {
                 biased;
@@ -274,10 +303,10 @@ impl Lane {
     /// here; otherwise the connection closes after the answer.
     async fn refuse(&self, client: &mut Client<'_>, rejection: &Rejection) -> Step {
         let whole = usize::try_from(client.body_left).is_ok_and(|n| n <= client.buf.len());
-        let close = client.closing || !whole || matches!(rejection, Rejection::BodyTimeout);
+        let close = client.last() || !whole || matches!(rejection, Rejection::BodyTimeout);
         let mut out = Vec::with_capacity(256);
         wire::refusal(&mut out, rejection, close);
-        let written = write_all(client.stream, &out).await.is_ok();
+        let written = client.send(&out).await.is_ok();
         if close || !written {
             return Step::Close;
         }
@@ -315,11 +344,13 @@ impl Lane {
         client.buf.advance(here);
         client.body_left -= here as u64;
         let at_hand = client.body_left == 0;
-        let deadline = Instant::from_std(ctx.started) + gw.upstream_timeout;
+        let deadline = io::after(Instant::from_std(ctx.started), gw.upstream_timeout);
         let key = &instance.upstream.authority;
         let mut retried = false;
         let (mut up, head_len) = loop {
-            let (mut up, reused) = match gw.lane.take(key) {
+            // A request sent again goes out on a new connection.
+            let pooled = if retried { None } else { gw.lane.take(key) };
+            let (mut up, reused) = match pooled {
                 Some(up) => (up, true),
                 None => match tokio::time::timeout_at(deadline, Box::pin(gw.lane.connect(key))).await {
                     Err(_) => return Err(Rejection::UpstreamTimeout.into()),
@@ -327,9 +358,15 @@ impl Lane {
                     Ok(Ok(up)) => (up, false),
                 },
             };
-            let may_retry = reused && !retried && at_hand;
+            // Only an idempotent request, all of it still at hand, is sent twice.
+            let may_retry = reused && !retried && at_hand && is_idempotent(head.method);
             client.deadline.set(deadline);
-            if let Err(e) = write_all(&up.stream, &out).await {
+            let sent = tokio::select! {
+                biased;
+                sent = write_all(&up.stream, &out) => sent,
+                () = client.deadline.reached() => return Err(Rejection::UpstreamTimeout.into()),
+            };
+            if let Err(e) = sent {
                 if may_retry {
                     retried = true;
                     continue;
@@ -341,7 +378,7 @@ impl Lane {
             }
             match read_response_head(&mut up, &mut client.deadline).await {
                 Ok(n) => break (up, n),
-                Err(HeadError::ClosedEarly) if may_retry && is_idempotent(head.method) => retried = true,
+                Err(HeadError::ClosedEarly) if may_retry => retried = true,
                 Err(HeadError::Timeout) => return Err(Rejection::UpstreamTimeout.into()),
                 Err(HeadError::ClosedEarly) => {
                     let e = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed before answering");
@@ -361,12 +398,12 @@ impl Lane {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed response head");
             return Err(upstream_failure(instance, &UpstreamError::Io(e)).into());
         };
-        let close = client.closing || response.framing == Framing::UntilClose;
+        let close = client.last() || response.framing == Framing::UntilClose;
         out.clear();
         response.write(&mut out, close);
         let reusable = response.reusable;
         let framing = response.framing;
-        relay_body(client.stream, &mut up, framing, out).await.map_err(|()| Failure::Broken)?;
+        relay_body(client, &mut up, framing, out).await.map_err(|()| Failure::Broken)?;
         if reusable && up.buf.is_empty() {
             gw.lane.idle.put(key.clone(), up);
         }
@@ -378,7 +415,7 @@ impl Lane {
     async fn stream_body(&self, client: &mut Client<'_>, up: &UpConn, deadline: Instant) -> Result<(), Failure> {
         while client.body_left > 0 {
             if client.buf.is_empty() {
-                client.deadline.set(Instant::now() + self.body_timeout);
+                client.deadline.set(io::after(Instant::now(), self.body_timeout));
                 tokio::select! {
                     biased;
                     read = read_some(client.stream, &mut client.buf) => match read {
@@ -389,7 +426,7 @@ impl Lane {
                 }
             }
             let take = usize::try_from(client.body_left).unwrap_or(usize::MAX).min(client.buf.len());
-            client.deadline.set(deadline.max(Instant::now() + self.body_timeout));
+            client.deadline.set(deadline.max(io::after(Instant::now(), self.body_timeout)));
             tokio::select! {
                 biased;
                 sent = write_all(&up.stream, client.buf.get(..take).unwrap_or_default()) => {
@@ -424,27 +461,33 @@ fn is_idempotent(method: &str) -> bool {
 /// Reads until a whole final response head is buffered (informational `1xx` answers
 /// are skipped; `101` was never asked for and is refused). Returns its length.
 async fn read_response_head(up: &mut UpConn, deadline: &mut Deadline) -> Result<usize, HeadError> {
-    let mut answered = false;
+    let mut informational = 0;
     loop {
+        // Checked here too: an upstream that never stops sending keeps the read ready.
+        if deadline.passed() {
+            return Err(HeadError::Timeout);
+        }
         if !up.buf.is_empty() {
             let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
             let mut res = httparse::Response::new(&mut headers);
             match res.parse(&up.buf) {
                 Ok(httparse::Status::Complete(n)) => match res.code {
                     Some(101) | None => return Err(bad("unasked protocol switch")),
-                    Some(100..=199) => {
+                    Some(100..=199) if informational < MAX_INFORMATIONAL => {
                         up.buf.advance(n);
-                        answered = true;
+                        informational += 1;
                         continue;
                     }
-                    Some(_) => return Ok(n),
+                    Some(100..=199) => return Err(bad("too many informational answers")),
+                    Some(200..) => return Ok(n),
+                    Some(_) => return Err(bad("status below 100")),
                 },
                 Ok(httparse::Status::Partial) if up.buf.len() <= MAX_RESPONSE_HEAD => {}
                 Ok(httparse::Status::Partial) => return Err(bad("response head too large")),
                 Err(e) => return Err(bad(&e.to_string())),
             }
         }
-        let nothing_yet = up.buf.is_empty() && !answered;
+        let nothing_yet = up.buf.is_empty() && informational == 0;
         tokio::select! {
             biased;
             read = read_some(&up.stream, &mut up.buf) => match read {
@@ -465,21 +508,21 @@ fn bad(what: &str) -> HeadError {
 
 /// Sends the response head (in `out`) and its body to the client, as the body's
 /// framing says; the body bytes already read go out with the head.
-async fn relay_body(client: &TcpStream, up: &mut UpConn, framing: Framing, mut out: Vec<u8>) -> Result<(), ()> {
+async fn relay_body(client: &mut Client<'_>, up: &mut UpConn, framing: Framing, mut out: Vec<u8>) -> Result<(), ()> {
     match framing {
-        Framing::Empty => write_all(client, &out).await.map_err(drop),
+        Framing::Empty => client.send(&out).await,
         Framing::Length(mut left) => {
             let here = usize::try_from(left).unwrap_or(usize::MAX).min(up.buf.len());
             out.extend_from_slice(up.buf.get(..here).unwrap_or_default());
             up.buf.advance(here);
             left -= here as u64;
-            write_all(client, &out).await.map_err(drop)?;
+            client.send(&out).await?;
             while left > 0 {
                 if read_some(&up.stream, &mut up.buf).await.map_err(drop)? == 0 {
                     return Err(());
                 }
                 let take = usize::try_from(left).unwrap_or(usize::MAX).min(up.buf.len());
-                write_all(client, up.buf.get(..take).unwrap_or_default()).await.map_err(drop)?;
+                client.send(up.buf.get(..take).unwrap_or_default()).await?;
                 up.buf.advance(take);
                 left -= take as u64;
             }
@@ -490,13 +533,13 @@ async fn relay_body(client: &TcpStream, up: &mut UpConn, framing: Framing, mut o
             let here = chunked.scan(&up.buf).map_err(drop)?;
             out.extend_from_slice(up.buf.get(..here).unwrap_or_default());
             up.buf.advance(here);
-            write_all(client, &out).await.map_err(drop)?;
+            client.send(&out).await?;
             while !chunked.is_done() {
                 if read_some(&up.stream, &mut up.buf).await.map_err(drop)? == 0 {
                     return Err(());
                 }
                 let n = chunked.scan(&up.buf).map_err(drop)?;
-                write_all(client, up.buf.get(..n).unwrap_or_default()).await.map_err(drop)?;
+                client.send(up.buf.get(..n).unwrap_or_default()).await?;
                 up.buf.advance(n);
             }
             Ok(())
@@ -504,9 +547,9 @@ async fn relay_body(client: &TcpStream, up: &mut UpConn, framing: Framing, mut o
         Framing::UntilClose => {
             out.extend_from_slice(&up.buf);
             up.buf.clear();
-            write_all(client, &out).await.map_err(drop)?;
+            client.send(&out).await?;
             while read_some(&up.stream, &mut up.buf).await.map_err(drop)? > 0 {
-                write_all(client, &up.buf).await.map_err(drop)?;
+                client.send(&up.buf).await?;
                 up.buf.clear();
             }
             Ok(())

@@ -68,9 +68,15 @@ pub fn request_head(out: &mut Vec<u8>, head: &ClientHead<'_>, instance: &LiveIns
     }
     out.extend_from_slice(b"x-forwarded-for: ");
     if trusted {
-        // From a trusted proxy: keep its chain and add the proxy itself.
-        for chain in head.forwarded_for().flatten() {
+        // From a trusted proxy: keep its chain (its lines joined) and add the proxy.
+        let start = out.len();
+        for (i, chain) in head.forwarded_for().flatten().enumerate() {
+            if i > 0 {
+                out.extend_from_slice(b", ");
+            }
             out.extend_from_slice(chain.as_bytes());
+        }
+        if out.len() > start {
             out.extend_from_slice(b", ");
         }
     }
@@ -164,9 +170,11 @@ impl<'a> ResponseHead<'a> {
         let mut dated = false;
         for h in self.headers {
             let name = h.name;
+            let length = name.eq_ignore_ascii_case("content-length");
+            // The length the lane frames by stays, whatever `Connection` names.
             let skip = is_hop_by_hop(name)
-                || (self.framing == Framing::Chunked && name.eq_ignore_ascii_case("content-length"))
-                || (has_connection && listed(name));
+                || (length && self.framing == Framing::Chunked)
+                || (!length && has_connection && listed(name));
             if !skip {
                 dated |= name.eq_ignore_ascii_case("date");
                 line(out, name, h.value);
@@ -184,12 +192,15 @@ fn options(value: &[u8]) -> impl Iterator<Item = &[u8]> {
     value.split(|b| *b == b',').map(<[u8]>::trim_ascii)
 }
 
+/// The status line: the upstream's reason phrase when it gave one (as hyper keeps
+/// it), else the standard one.
 fn status_line(out: &mut Vec<u8>, code: u16, reason: &str) {
     out.extend_from_slice(b"HTTP/1.1 ");
     number(out, u64::from(code));
     out.push(b' ');
     let canonical = http::StatusCode::from_u16(code).ok().and_then(|s| s.canonical_reason());
-    out.extend_from_slice(canonical.unwrap_or(reason).as_bytes());
+    let reason = if reason.is_empty() { canonical.unwrap_or("") } else { reason };
+    out.extend_from_slice(reason.as_bytes());
     out.extend_from_slice(b"\r\n");
 }
 
@@ -268,13 +279,12 @@ impl Chunked {
         loop {
             let rest = input.get(at..).unwrap_or_default();
             match self.state {
-                ChunkState::Size => match httparse::parse_chunk_size(rest) {
-                    Ok(httparse::Status::Complete((used, size))) => {
+                ChunkState::Size => match chunk_size(rest)? {
+                    Some((used, size)) => {
                         at += used;
                         self.state = if size == 0 { ChunkState::Trailers } else { ChunkState::Data(size) };
                     }
-                    Ok(httparse::Status::Partial) if rest.len() <= MAX_CHUNK_LINE => return Ok(at),
-                    _ => return Err(BadChunk),
+                    None => return Ok(at),
                 },
                 ChunkState::Data(left) => {
                     let take = usize::try_from(left).unwrap_or(usize::MAX).min(rest.len());
@@ -302,7 +312,7 @@ impl Chunked {
                         };
                     };
                     let field = rest.get(..end).unwrap_or_default();
-                    if field.iter().any(|b| *b == b'\r' || *b == b'\n') {
+                    if end > 0 && !is_field_line(field) {
                         return Err(BadChunk);
                     }
                     at += end + 2;
@@ -318,6 +328,49 @@ impl Chunked {
             }
         }
     }
+}
+
+/// A chunk-size line (RFC 9112 §7.1): hex digits (at least one, at most 15), then
+/// optionally whitespace and `;` extensions of visible bytes, then CRLF. Returns its
+/// length and the size, `None` while it has not arrived whole. Stricter than
+/// httparse's reader, which takes a line without digits as the last chunk and a bare
+/// LF in an extension: the bytes are passed on as they are, so they must mean the
+/// same to every reader after us.
+fn chunk_size(rest: &[u8]) -> Result<Option<(usize, u64)>, BadChunk> {
+    let Some(end) = rest.iter().position(|b| *b == b'\n') else {
+        return if rest.len() > MAX_CHUNK_LINE { Err(BadChunk) } else { Ok(None) };
+    };
+    let line = rest.get(..end).and_then(|l| l.strip_suffix(b"\r")).ok_or(BadChunk)?;
+    if line.len() > MAX_CHUNK_LINE {
+        return Err(BadChunk);
+    }
+    let digits = line.iter().take_while(|b| b.is_ascii_hexdigit()).count();
+    let (hex, extension) = line.split_at(digits);
+    if !(1..=15).contains(&digits) {
+        return Err(BadChunk);
+    }
+    let extension = extension.trim_ascii_start();
+    if !(extension.is_empty() || extension.starts_with(b";") && extension.iter().all(|b| is_field_byte(*b))) {
+        return Err(BadChunk);
+    }
+    let size = std::str::from_utf8(hex).ok().and_then(|h| u64::from_str_radix(h, 16).ok()).ok_or(BadChunk)?;
+    Ok(Some((end + 1, size)))
+}
+
+/// A byte of a field value: visible, space, tab, or obs-text.
+fn is_field_byte(b: u8) -> bool {
+    b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80
+}
+
+/// A trailer field line `name: value`: a token, a colon, value bytes.
+fn is_field_line(line: &[u8]) -> bool {
+    let Some(colon) = line.iter().position(|b| *b == b':') else {
+        return false;
+    };
+    let (name, value) = line.split_at(colon);
+    !name.is_empty()
+        && name.iter().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b))
+        && value.iter().skip(1).all(|b| is_field_byte(*b))
 }
 
 #[cfg(test)]
@@ -354,8 +407,22 @@ mod tests {
 
     #[test]
     fn broken_framing_is_refused() {
-        for bad in [&b"5\r\nhelloXX"[..], b"z\r\n", b"5\r\nhello\r\n0\r\nbad\nfield\r\n\r\n", b"ffffffffffffffffff\r\n"]
-        {
+        for bad in [
+            &b"5\r\nhelloXX"[..],
+            b"z\r\n",
+            b"5\r\nhello\r\n0\r\nbad\nfield\r\n\r\n",
+            b"ffffffffffffffffff\r\n",
+            // No digits: httparse would read this as the last chunk.
+            b"\r\n",
+            b" \r\n",
+            b";x\r\n",
+            // A bare LF inside an extension, or as the line end.
+            b"5;a\nX\r\nhello\r\n0\r\n\r\n",
+            b"5\nhello\r\n0\r\n\r\n",
+            // A trailer that is not a field.
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\n: empty name\r\n\r\n",
+        ] {
             assert_eq!(relay(bad, 1), Err(BadChunk), "{}", String::from_utf8_lossy(bad));
         }
         let mut long_trailer = b"0\r\n".to_vec();
@@ -382,6 +449,14 @@ mod tests {
         .unwrap();
         assert_eq!((framing, reusable), (Framing::Length(3), true));
         assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-End: 2\r\nDate: d\r\n\r\n");
+        // The length framed by stays even when `Connection` names it; a custom reason
+        // phrase passes.
+        let (_, _, out) = response(
+            b"HTTP/1.1 201 Made It\r\nConnection: content-length\r\nContent-Length: 3\r\nDate: d\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(out, "HTTP/1.1 201 Made It\r\nContent-Length: 3\r\nDate: d\r\n\r\n");
         let (framing, _, out) =
             response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false).unwrap();
         assert_eq!(framing, Framing::Chunked);
