@@ -9,6 +9,7 @@
 #   TOKEN_KIND=jwt bench/compare.sh            # an OAuth JWT access token
 #   ROUNDS=5 DURATION=20 bench/compare.sh
 #   WORKERS=2 bench/compare.sh                 # both gateways with 2 workers on both CPUs
+#   CPUTIME=1 bench/compare.sh                 # user/system CPU per request, gateway and upstream
 #
 # Needs nginx (nginx-light), wrk, jq and curl; BENCH_INSTALL=1 installs them with apt-get.
 set -euo pipefail
@@ -111,6 +112,21 @@ rps() {  # rps URL [HEADER] -> "requests/s p99-ms non-2xx"
     if (u == "us") v /= 1000; else if (u == "s") v *= 1000; printf "%.2f", v }' <<<"$out")
   echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") ${p99:-0} $bad"
 }
+if [[ ${CPUTIME:-0} == 1 ]]; then  # user and system CPU per request: gateway, upstream (/proc/PID/stat)
+  ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }  # utime stime, in clock ticks
+  HZ=$(getconf CLK_TCK)
+  UP_PID=$(pgrep -f "nginx: worker process" -o)
+  for target in nginx tokengate; do
+    url=$NG_URL gw=$(pgrep -f "nginx: worker process" -n)
+    if [[ $target == tokengate ]]; then url=$TG_URL; gw=$(pgrep -f "$BIN serve --data-dir $RUN/tg" | head -1); fi
+    read -r gu0 gs0 < <(ticks "$gw"); read -r uu0 us0 < <(ticks "$UP_PID")
+    n=$(taskset -c $WRK_CPUS wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$HEADER" "$url" | awk '/requests in/ {print $1}')
+    read -r gu1 gs1 < <(ticks "$gw"); read -r uu1 us1 < <(ticks "$UP_PID")
+    awk -v t="$target" -v n="$n" -v hz="$HZ" -v gu=$((gu1 - gu0)) -v gs=$((gs1 - gs0)) -v uu=$((uu1 - uu0)) -v us=$((us1 - us0)) \
+      'BEGIN { f = 1e6 / hz / n; printf "%-10s %8d requests: gateway user %5.1f us, system %5.1f us; upstream user %5.1f us, system %5.1f us\n", t, n, gu * f, gs * f, uu * f, us * f }'
+  done
+  exit 0
+fi
 if [[ ${SYSCALLS:-0} == 1 ]]; then  # system calls per request, tokengate and nginx (strace -c)
   for target in nginx tokengate; do
     url=$NG_URL pid=$(pgrep -f "nginx: worker process" -n)
