@@ -241,7 +241,7 @@ impl Lane {
             }
             searched = client.buf.len();
             // hyper answers heads past the limit.
-            if client.buf.len() > self.max_header_bytes.max(8 * 1024) * 2 {
+            if client.buf.len() > self.max_header_bytes.max(8 * 1024).saturating_mul(2) {
                 return Next::Handoff;
             }
             let idle = client.buf.is_empty();
