@@ -80,18 +80,11 @@ async fn the_lane_and_hyper_forward_the_same_request() {
     let mut seen = Vec::new();
     for plain_lane in [true, false] {
         let app = TestApp::spawn_with(None, |c| c.plain_lane = plain_lane).await;
-        let (_, acc) = app.admin(Method::POST, "/v1/accounts", Some(json!({"name": "Same"}))).await;
-        let acc = acc["id"].as_str().unwrap().to_string();
+        let acc = app.create_account("Same").await;
         let upstream = format!("{}/base", app.upstream.url());
         let open = instance(&app, &acc, &upstream, json!([])).await;
         let guarded = instance(&app, &acc, &upstream, json!([{"path": "/*", "scopes": ["messages:send"]}])).await;
-        let (_, key) = app
-            .admin(
-                Method::POST,
-                &format!("/v1/accounts/{acc}/tokens"),
-                Some(json!({"name": "k", "kind": "api_key", "scopes": ["messages:send"]})),
-            )
-            .await;
+        let key = app.create_token(&acc, json!({"name": "k", "kind": "api_key", "scopes": ["messages:send"]})).await;
         let key = key["token"].as_str().unwrap();
         let headers = "Host: gw\r\nContent-Type: application/json\r\nX-Custom: one\r\nx-custom: two\r\n\
             Client_Token: spoof\r\nX-Tokengate-Account: spoof\r\nX_Forwarded_For: 1.2.3.4\r\n\

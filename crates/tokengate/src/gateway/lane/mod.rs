@@ -391,7 +391,7 @@ impl Lane {
         let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
         let mut res = httparse::Response::new(&mut headers);
         let read = match res.parse(&response_head) {
-            Ok(s) if s.is_complete() => ResponseHead::read(&res, head.is_head()).ok(),
+            Ok(httparse::Status::Complete(m)) if m == head_len => ResponseHead::read(&res, head.is_head()).ok(),
             _ => None,
         };
         let Some(response) = read else {
@@ -458,34 +458,31 @@ fn is_idempotent(method: &str) -> bool {
     matches!(method, "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE")
 }
 
-/// Reads until a whole final response head is buffered (informational `1xx` answers
-/// are skipped; `101` was never asked for and is refused). Returns its length.
+/// Reads until a whole final response head is buffered; returns its length. It is
+/// parsed once, by the caller. Informational `1xx` answers are skipped unparsed (their
+/// status line is enough; nothing of them is passed on); `101` was never asked for.
 async fn read_response_head(up: &mut UpConn, deadline: &mut Deadline) -> Result<usize, HeadError> {
-    let mut informational = 0;
+    let (mut informational, mut searched) = (0, 0);
     loop {
         // Checked here too: an upstream that never stops sending keeps the read ready.
         if deadline.passed() {
             return Err(HeadError::Timeout);
         }
-        if !up.buf.is_empty() {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-            let mut res = httparse::Response::new(&mut headers);
-            match res.parse(&up.buf) {
-                Ok(httparse::Status::Complete(n)) => match res.code {
-                    Some(101) | None => return Err(bad("unasked protocol switch")),
-                    Some(100..=199) if informational < MAX_INFORMATIONAL => {
-                        up.buf.advance(n);
-                        informational += 1;
-                        continue;
-                    }
-                    Some(100..=199) => return Err(bad("too many informational answers")),
-                    Some(200..) => return Ok(n),
-                    Some(_) => return Err(bad("status below 100")),
-                },
-                Ok(httparse::Status::Partial) if up.buf.len() <= MAX_RESPONSE_HEAD => {}
-                Ok(httparse::Status::Partial) => return Err(bad("response head too large")),
-                Err(e) => return Err(bad(&e.to_string())),
+        if let Some(n) = head::end_of_head(&up.buf, searched) {
+            match status_of(&up.buf) {
+                Some(101) => return Err(bad("unasked protocol switch")),
+                Some(100..=199) if informational < MAX_INFORMATIONAL => {
+                    up.buf.advance(n);
+                    (informational, searched) = (informational + 1, 0);
+                    continue;
+                }
+                Some(100..=199) => return Err(bad("too many informational answers")),
+                _ => return Ok(n),
             }
+        }
+        searched = up.buf.len();
+        if up.buf.len() > MAX_RESPONSE_HEAD {
+            return Err(bad("response head too large"));
         }
         let nothing_yet = up.buf.is_empty() && informational == 0;
         tokio::select! {
@@ -500,6 +497,13 @@ async fn read_response_head(up: &mut UpConn, deadline: &mut Deadline) -> Result<
             () = deadline.reached() => return Err(HeadError::Timeout),
         }
     }
+}
+
+/// The status code of a response's status line (`HTTP/1.x NNN …`), if it reads as one.
+fn status_of(head: &[u8]) -> Option<u16> {
+    let rest = head.strip_prefix(b"HTTP/1.")?;
+    let code = rest.get(2..5).filter(|_| rest.get(1) == Some(&b' '))?;
+    std::str::from_utf8(code).ok()?.parse().ok().filter(|_| code.iter().all(u8::is_ascii_digit))
 }
 
 fn bad(what: &str) -> HeadError {
@@ -553,6 +557,20 @@ async fn relay_body(client: &mut Client<'_>, up: &mut UpConn, framing: Framing, 
                 up.buf.clear();
             }
             Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines_are_read_without_a_parse() {
+        assert_eq!(status_of(b"HTTP/1.1 103 Early Hints\r\n\r\n"), Some(103));
+        assert_eq!(status_of(b"HTTP/1.0 200 OK\r\n"), Some(200));
+        for not in [&b"HTTP/1.1 2x0 OK"[..], b"HTTP/1.1  200", b"HTTP/2 200", b"HTTP/1.1 20", b"HTTP/1.1 +20 OK"] {
+            assert_eq!(status_of(not), None, "{}", String::from_utf8_lossy(not));
         }
     }
 }

@@ -96,7 +96,7 @@ pub fn request_head(out: &mut Vec<u8>, head: &ClientHead<'_>, instance: &LiveIns
 /// How a response body is delimited (RFC 9112 §6.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
-    /// No body: a `HEAD` request, or a 1xx, 204 or 304 answer.
+    /// No body: a `HEAD` request, or a 204 or 304 answer.
     Empty,
     Length(u64),
     Chunked,
@@ -119,8 +119,10 @@ pub struct ResponseHead<'a> {
 pub struct BadResponse;
 
 impl<'a> ResponseHead<'a> {
+    /// A final response (informational ones are skipped before; a status below 200
+    /// here is refused).
     pub fn read(res: &'a httparse::Response<'_, 'a>, request_was_head: bool) -> Result<ResponseHead<'a>, BadResponse> {
-        let code = res.code.ok_or(BadResponse)?;
+        let code = res.code.filter(|c| *c >= 200).ok_or(BadResponse)?;
         let headers: &'a [Header<'a>] = res.headers;
         let mut length: Option<u64> = None;
         let mut chunked = false;
@@ -142,7 +144,7 @@ impl<'a> ResponseHead<'a> {
                 close |= options(h.value).any(|o| o.eq_ignore_ascii_case(b"close"));
             }
         }
-        let framing = if request_was_head || (100..200).contains(&code) || code == 204 || code == 304 {
+        let framing = if request_was_head || code == 204 || code == 304 {
             Framing::Empty
         } else if chunked {
             Framing::Chunked
@@ -472,6 +474,8 @@ mod tests {
             &b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            b"HTTP/1.1 099 Low\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\n",
         ] {
             assert!(response(bad, false).is_err(), "{}", String::from_utf8_lossy(bad));
         }
