@@ -61,6 +61,10 @@ if ! "$VENV/bin/python" -c 'import cryptography, authlib, jwt, requests, schemat
 fi
 export TOKENGATE_TEST_PYTHON=$PWD/$VENV/bin/python
 
+# A whole-suite run is a build from scratch on CI: incremental caches would only double
+# the disk it takes (set CARGO_INCREMENTAL=1 to keep them while iterating).
+export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}
+
 cargo fmt --all --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 if command -v cargo-nextest >/dev/null; then
@@ -69,5 +73,8 @@ if command -v cargo-nextest >/dev/null; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
-cargo build -p tokengate --locked
+# The integration tests built the server binary with the test run's features; a
+# separate `cargo build -p tokengate` would resolve other features and build every
+# dependency a second time.
+[[ -x target/debug/tokengate ]] || cargo build -p tokengate --locked
 scripts/schemathesis.sh target/debug/tokengate "$VENV/bin/schemathesis"
