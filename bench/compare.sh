@@ -9,7 +9,9 @@
 #   TOKEN_KIND=jwt bench/compare.sh            # an OAuth JWT access token
 #   ROUNDS=5 DURATION=20 bench/compare.sh
 #   WORKERS=2 bench/compare.sh                 # both gateways with 2 workers on both CPUs
-#   CPUTIME=1 bench/compare.sh                 # user/system CPU per request, gateway and upstream
+#   CPUTIME=1 bench/compare.sh                 # CPU, context switches, TCP segments per request
+#   UP_CPUS=1 bench/compare.sh                 # the upstream on wrk's CPU, not the gateway's
+#   HOLD=1 HOLD_FILE=f bench/compare.sh        # set up, write the URLs and header to f, wait
 #
 # Needs nginx (nginx-light), wrk, jq and curl; BENCH_INSTALL=1 installs them with apt-get.
 set -euo pipefail
@@ -23,6 +25,8 @@ WORKERS=${WORKERS:-1}
 # One worker: gateways and upstream on CPU 0, wrk on CPU 1. Two: everything on both.
 GW_CPUS=0 WRK_CPUS=1
 if [[ $WORKERS != 1 ]]; then GW_CPUS=0,1 WRK_CPUS=0,1; fi
+# UP_CPUS=1 moves the upstream beside wrk: CPU 0 is then the gateway's alone.
+UP_CPUS=${UP_CPUS:-$GW_CPUS}
 if [[ ${BENCH_INSTALL:-0} == 1 ]]; then
   DEBIAN_FRONTEND=noninteractive apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q nginx-light wrk jq curl
@@ -45,7 +49,7 @@ events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 127.0.0.1:$UP; location / { default_type application/json; return 200 '{"ok":true}'; } } }
 CONF
-taskset -c $GW_CPUS nginx -p "$RUN" -c "$RUN/upstream.conf" & PIDS+=($!)
+taskset -c "$UP_CPUS" nginx -p "$RUN" -c "$RUN/upstream.conf" & PIDS+=($!)
 wait_up $UP
 
 # tokengate: for a bearer kind, an instance whose one rule needs messages:send and a
@@ -112,18 +116,25 @@ rps() {  # rps URL [HEADER] -> "requests/s p99-ms non-2xx"
     if (u == "us") v /= 1000; else if (u == "s") v *= 1000; printf "%.2f", v }' <<<"$out")
   echo "$(awk '/Requests\/sec/ {printf "%.0f", $2}' <<<"$out") ${p99:-0} $bad"
 }
+if [[ ${HOLD:-0} == 1 ]]; then  # everything set up, for probing by hand: the URLs, the header, then wait
+  printf 'nginx %s\ntokengate %s\nheader %s\n' "$NG_URL" "$TG_URL" "$HEADER" > "${HOLD_FILE:-/dev/stdout}"
+  sleep infinity & PIDS+=($!); wait $!
+fi
 if [[ ${CPUTIME:-0} == 1 ]]; then  # user and system CPU per request: gateway, upstream (/proc/PID/stat)
   ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }  # utime stime, in clock ticks
+  segments() { awk '/^Tcp:/ && ++n == 2 {print $12}' /proc/net/snmp; }  # TCP segments sent, all of loopback
+  switches() { cat /proc/"$1"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}'; }  # every thread's, voluntary + involuntary
   HZ=$(getconf CLK_TCK)
   UP_PID=$(pgrep -f "nginx: worker process" -o)
   for target in nginx tokengate; do
     url=$NG_URL gw=$(pgrep -f "nginx: worker process" -n)
     if [[ $target == tokengate ]]; then url=$TG_URL; gw=$(pgrep -f "$BIN serve --data-dir $RUN/tg" | head -1); fi
-    read -r gu0 gs0 < <(ticks "$gw"); read -r uu0 us0 < <(ticks "$UP_PID")
+    read -r gu0 gs0 < <(ticks "$gw"); read -r uu0 us0 < <(ticks "$UP_PID"); gc0=$(switches "$gw"); uc0=$(switches "$UP_PID"); sg0=$(segments)
     n=$(taskset -c $WRK_CPUS wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "$HEADER" "$url" | awk '/requests in/ {print $1}')
-    read -r gu1 gs1 < <(ticks "$gw"); read -r uu1 us1 < <(ticks "$UP_PID")
+    read -r gu1 gs1 < <(ticks "$gw"); read -r uu1 us1 < <(ticks "$UP_PID"); gc1=$(switches "$gw"); uc1=$(switches "$UP_PID"); sg1=$(segments)
     awk -v t="$target" -v n="$n" -v hz="$HZ" -v gu=$((gu1 - gu0)) -v gs=$((gs1 - gs0)) -v uu=$((uu1 - uu0)) -v us=$((us1 - us0)) \
-      'BEGIN { f = 1e6 / hz / n; printf "%-10s %8d requests: gateway user %5.1f us, system %5.1f us; upstream user %5.1f us, system %5.1f us\n", t, n, gu * f, gs * f, uu * f, us * f }'
+      -v gc=$((gc1 - gc0)) -v uc=$((uc1 - uc0)) -v sg=$((sg1 - sg0)) \
+      'BEGIN { f = 1e6 / hz / n; printf "%-10s %8d requests: gateway user %5.1f us, system %5.1f us, %.3f switches; upstream user %5.1f us, system %5.1f us, %.3f switches; %.2f TCP segments\n", t, n, gu * f, gs * f, gc / n, uu * f, us * f, uc / n, sg / n }'
   done
   exit 0
 fi
@@ -150,24 +161,31 @@ if [[ ${PROFILE:-0} == 1 ]]; then  # bench/profile.sh: one path of tokengate und
 fi
 echo "== $KIND: $ROUNDS rounds x ${DURATION}s, $CONNS connections, $WORKERS worker(s)"
 printf '%-6s %-10s %-8s %10s %9s %8s\n' round target path req/s p99_ms non2xx
-declare -A SUM P99
+# The two gateways run back to back on each path, the order swapped every round, so a
+# drift of the machine's speed weighs on both alike; each round gives a ratio too.
+declare -A SUM P99 RATIO
 for r in $(seq "$ROUNDS"); do
-  for target in nginx tokengate; do
-    url=$NG_URL; [[ $target == tokengate ]] && url=$TG_URL
-    read -r a ap abad < <(rps "$url" "$HEADER")
-    read -r j jp jbad < <(rps "$url")
-    printf '%-6s %-10s %-8s %10s %9s %8s\n' "$r" "$target" accept "$a" "$ap" "$abad" "$r" "$target" reject "$j" "$jp" "$jbad"
-    SUM[$target-accept]+="$a "; SUM[$target-reject]+="$j "
-    P99[$target-accept]+="$ap "; P99[$target-reject]+="$jp "
+  order="nginx tokengate"; (( r % 2 == 0 )) && order="tokengate nginx"
+  for path in accept reject; do
+    h=$HEADER; [[ $path == reject ]] && h=
+    declare -A RATE=()
+    for target in $order; do
+      url=$NG_URL; [[ $target == tokengate ]] && url=$TG_URL
+      read -r a ap abad < <(rps "$url" "$h")
+      printf '%-6s %-10s %-8s %10s %9s %8s\n' "$r" "$target" "$path" "$a" "$ap" "$abad"
+      SUM[$target-$path]+="$a "; P99[$target-$path]+="$ap "; RATE[$target]=$a
+    done
+    RATIO[$path]+="$(awk -v t="${RATE[tokengate]}" -v n="${RATE[nginx]}" 'BEGIN {print (n > 0) ? t / n : 0}') "
   done
 done
 median() { tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-echo "-- medians ($KIND)"
-printf '%-8s %10s %10s %11s %11s %7s\n' path nginx tokengate nginx_p99 tg_p99 ratio
+echo "-- medians ($KIND; ratio: of the medians; round_ratio: median of the rounds' ratios)"
+printf '%-8s %10s %10s %11s %11s %7s %11s\n' path nginx tokengate nginx_p99 tg_p99 ratio round_ratio
 for path in accept reject; do
   n=$(median "${SUM[nginx-$path]}"); t=$(median "${SUM[tokengate-$path]}")
   np=$(median "${P99[nginx-$path]}"); tp=$(median "${P99[tokengate-$path]}")
-  printf '%-8s %10.0f %10.0f %9.2fms %9.2fms %7.2f\n' "$path" "$n" "$t" "$np" "$tp" "$(awk -v t="$t" -v n="$n" 'BEGIN {print t/n}')"
+  printf '%-8s %10.0f %10.0f %9.2fms %9.2fms %7.2f %11.2f\n' "$path" "$n" "$t" "$np" "$tp" \
+    "$(awk -v t="$t" -v n="$n" 'BEGIN {print t/n}')" "$(median "${RATIO[$path]}")"
 done
 
 # Per-request CPU (CPU=1): instructions per request under valgrind's callgrind, stable

@@ -83,6 +83,13 @@ fn starts_like(name: &str, prefix: &str) -> bool {
     name.get(..prefix.len()).is_some_and(|head| same_name(head, prefix))
 }
 
+/// `Transfer_Encoding`, `Content_Length`, `Keep_Alive`…: an underscore spelling of a
+/// framing or hop-by-hop header. A server or proxy that reads `_` as `-` would frame
+/// or route the message differently from us, so these are passed in neither direction.
+pub fn is_framing_lookalike(name: &str) -> bool {
+    name.contains('_') && (same_name(name, "content-length") || HOP_BY_HOP.iter().any(|h| same_name(name, h.as_str())))
+}
+
 /// Whether a client header must not reach the upstream: any spelling of a header
 /// tokengate owns (`Client-Token`, `X-Tokengate-*`), any spelling of
 /// `X-Forwarded-For` but the real one (which the gateway rewrites), underscore
@@ -92,12 +99,10 @@ pub fn is_spoofable(name: &str, from_trusted_proxy: bool) -> bool {
     if same_name(name, "client-token") || starts_like(name, "x-tokengate-") {
         return true;
     }
-    let underscored = name.contains('_');
-    // `Transfer_Encoding`, `Content_Length`, `Keep_Alive`…: a server that reads `_`
-    // as `-` would frame or route the message differently from us.
-    if underscored && (same_name(name, "content-length") || HOP_BY_HOP.iter().any(|h| same_name(name, h.as_str()))) {
+    if is_framing_lookalike(name) {
         return true;
     }
+    let underscored = name.contains('_');
     if same_name(name, "x-forwarded-for") {
         return underscored;
     }
@@ -106,12 +111,17 @@ pub fn is_spoofable(name: &str, from_trusted_proxy: bool) -> bool {
 
 /// Drops the client's copies of the headers tokengate sets or owns.
 fn drop_spoofable(headers: &mut HeaderMap, from_trusted_proxy: bool) {
-    if !headers.keys().any(|name| is_spoofable(name.as_str(), from_trusted_proxy)) {
+    drop_where(headers, |name| is_spoofable(name, from_trusted_proxy));
+}
+
+/// Removes every header whose name `doomed` picks. Most messages have none: one pass
+/// over the names finds that without allocating.
+fn drop_where(headers: &mut HeaderMap, doomed: impl Fn(&str) -> bool) {
+    if !headers.keys().any(|name| doomed(name.as_str())) {
         return;
     }
-    let doomed: Vec<HeaderName> =
-        headers.keys().filter(|name| is_spoofable(name.as_str(), from_trusted_proxy)).cloned().collect();
-    for name in doomed {
+    let names: Vec<HeaderName> = headers.keys().filter(|name| doomed(name.as_str())).cloned().collect();
+    for name in names {
         headers.remove(name);
     }
 }
@@ -242,6 +252,7 @@ pub fn downstream_response(response: Response<UpstreamBody>) -> Response<Body> {
     let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
     let upgrade = if switching { parts.headers.get(header::UPGRADE).cloned() } else { None };
     strip_hop_by_hop(&mut parts.headers);
+    drop_where(&mut parts.headers, is_framing_lookalike);
     if let Some(protocol) = upgrade {
         parts.headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
         parts.headers.insert(header::UPGRADE, protocol);

@@ -176,7 +176,8 @@ async fn pipelined_requests_and_a_hand_over_to_hyper() {
 /// A raw upstream for framing cases, by path: `/chunked` (with a trailer), `/close`
 /// (no length: until the connection closes), `/big` (1 MiB by length), `/gzip-te` (a
 /// transfer coding the lane does not carry), `/hints` (two 103s, then 200), `/continues`
-/// (twenty 100s, then 200), `/hang-up` (closes without answering).
+/// (twenty 100s, then 200), `/hang-up` (closes without answering), `/lookalikes`
+/// (underscore spellings of framing headers, and its length twice).
 async fn framing_upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -197,6 +198,7 @@ async fn framing_upstream() -> SocketAddr {
                             a.extend(std::iter::repeat_n(b'z', 1 << 20));
                             a
                         }
+                        "/lookalikes" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer_Encoding: chunked\r\nContent-Length: 2\r\nContent_Length: 40\r\nKeep_Alive: timeout=1\r\nX_Own: kept\r\n\r\nok".to_vec(),
                         "/gzip-te" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(),
                         "/hints" => b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
                         "/continues" => {
@@ -264,6 +266,31 @@ async fn every_response_framing_passes_whole() {
     let text = String::from_utf8_lossy(&raw);
     assert!(text.to_ascii_lowercase().contains("transfer-encoding: chunked\r\n"), "{text}");
     assert!(text.ends_with("\r\n\r\n5\r\nhello\r\n6;x=y\r\n world\r\n0\r\nx-sum: 1\r\n\r\n"), "{text}");
+}
+
+/// Underscore spellings of framing and hop-by-hop headers in a response never reach
+/// the client (a proxy in front that reads `_` as `-` would frame by them), on either
+/// path; an equal length sent twice reaches it once; other underscore names pass.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_framing_lookalikes_never_reach_the_client() {
+    let upstream = framing_upstream().await;
+    for plain_lane in [true, false] {
+        let app = TestApp::spawn_with(None, |c| c.plain_lane = plain_lane).await;
+        let acc = app.create_account("Lookalikes").await;
+        let base = instance(&app, &acc, &format!("http://{upstream}"), json!([])).await;
+        let request = format!("GET {base}/lookalikes HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n");
+        let raw = exchange(app.addr, request.as_bytes()).await;
+        let text = String::from_utf8_lossy(&raw).to_ascii_lowercase();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("http/1.1 200 "), "lane {plain_lane}: {text}");
+        assert_eq!(body, "ok", "lane {plain_lane}");
+        let lines: Vec<&str> = head.lines().skip(1).collect();
+        assert_eq!(lines.iter().filter(|l| l.starts_with("content-length:")).count(), 1, "lane {plain_lane}: {head}");
+        for gone in ["transfer_encoding", "content_length", "keep_alive", "transfer-encoding"] {
+            assert!(!lines.iter().any(|l| l.starts_with(gone)), "lane {plain_lane}: {gone} in {head}");
+        }
+        assert!(lines.contains(&"x_own: kept"), "lane {plain_lane}: {head}");
+    }
 }
 
 /// A body that arrives in pieces reaches the upstream whole.

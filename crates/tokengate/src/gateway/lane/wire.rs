@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use httparse::Header;
 
 use super::super::Rejection;
-use super::super::proxy::{self, Forwarded, is_hop_by_hop, is_spoofable};
+use super::super::proxy::{self, Forwarded, is_framing_lookalike, is_hop_by_hop, is_spoofable};
 use super::head::{ClientHead, decimal};
 use crate::state::LiveInstance;
 
@@ -169,13 +169,16 @@ impl<'a> ResponseHead<'a> {
                 .any(|h| options(h.value).any(|o| o.eq_ignore_ascii_case(name.as_bytes())))
         };
         let has_connection = self.headers.iter().any(|h| h.name.eq_ignore_ascii_case("connection"));
-        let mut dated = false;
+        let (mut dated, mut lengths) = (false, 0);
         for h in self.headers {
             let name = h.name;
             let length = name.eq_ignore_ascii_case("content-length");
-            // The length the lane frames by stays, whatever `Connection` names.
+            lengths += usize::from(length);
+            // The length the lane frames by stays, whatever `Connection` names, once
+            // (equal copies were accepted by `read`).
             let skip = is_hop_by_hop(name)
-                || (length && self.framing == Framing::Chunked)
+                || is_framing_lookalike(name)
+                || (length && (self.framing == Framing::Chunked || lengths > 1))
                 || (!length && has_connection && listed(name));
             if !skip {
                 dated |= name.eq_ignore_ascii_case("date");
@@ -459,6 +462,15 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "HTTP/1.1 201 Made It\r\nContent-Length: 3\r\nDate: d\r\n\r\n");
+        // Equal lengths pass once; underscore spellings of framing and hop-by-hop
+        // headers not at all (a proxy that reads `_` as `-` would frame by them).
+        let (framing, _, out) = response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer_Encoding: chunked\r\ncontent-length: 3\r\nContent_Length: 9\r\nKeep_Alive: 1\r\nX_Own: 1\r\nDate: d\r\n\r\n",
+            false,
+        )
+        .unwrap();
+        assert_eq!(framing, Framing::Length(3));
+        assert_eq!(out, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX_Own: 1\r\nDate: d\r\n\r\n");
         let (framing, _, out) =
             response(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n", false).unwrap();
         assert_eq!(framing, Framing::Chunked);
