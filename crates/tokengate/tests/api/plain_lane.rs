@@ -293,6 +293,51 @@ async fn response_framing_lookalikes_never_reach_the_client() {
     }
 }
 
+/// An upstream that answers `413` as soon as it has read a request's head and closes
+/// without reading the body (what a size limit in front of an application does).
+async fn early_answer_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                if read_head(&mut stream, &mut buf).await.is_some() {
+                    let answer =
+                        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large";
+                    let _ = stream.write_all(answer).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// An upstream's early answer to a body still being sent reaches the client (the
+/// client connection then closes: the rest of its body was never read). The client
+/// writes and reads at once, as an HTTP client that watches for an early answer does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_answer_during_the_upload_reaches_the_client() {
+    let upstream = early_answer_upstream().await;
+    let app = TestApp::spawn_with(None, |_| {}).await;
+    let acc = app.create_account("Early").await;
+    let base = instance(&app, &acc, &format!("http://{upstream}"), json!([])).await;
+    for size in [64usize << 10, 1 << 20, 64 << 10, 1 << 20, 64 << 10, 1 << 20] {
+        let head =
+            format!("POST {base}/upload HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Length: {size}\r\n\r\n");
+        let mut request = head.into_bytes();
+        request.extend(std::iter::repeat_n(b'b', size));
+        let mut socket = TcpStream::connect(app.addr).await.unwrap();
+        let (mut rd, mut wr) = socket.split();
+        let (_, answer) = tokio::join!(wr.write_all(&request), async {
+            let mut answer = Vec::new();
+            let _ = tokio::time::timeout(HANG_GUARD, rd.read_to_end(&mut answer)).await.expect("hang guard");
+            answer
+        });
+        assert_eq!(answers(&answer), [(413, "too large".to_string())], "{size} bytes");
+    }
+}
+
 /// A body that arrives in pieces reaches the upstream whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_in_pieces_arrives_whole() {

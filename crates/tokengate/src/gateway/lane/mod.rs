@@ -18,7 +18,9 @@
 //! length ends the client connection with it (hyper re-chunks it); a request that
 //! found a reused upstream connection closed before any answer is sent again once on a
 //! new one when its method is idempotent and all of it is still at hand; a client that
-//! takes nothing of an answer for `idle_timeout` loses its connection.
+//! takes nothing of an answer for `idle_timeout` loses its connection; an upstream that
+//! stops taking a body and has answered already (a `413`, a `401`) has that answer
+//! passed on, and the client connection closes after it.
 
 mod head;
 mod io;
@@ -166,6 +168,14 @@ impl From<Rejection> for Failure {
     fn from(r: Rejection) -> Failure {
         Failure::Refused(r)
     }
+}
+
+/// How a request body's upload ended.
+#[derive(PartialEq, Eq)]
+enum Upload {
+    Whole,
+    /// The upstream stopped taking it (it may have answered already).
+    Stopped,
 }
 
 /// Why no response head came.
@@ -347,7 +357,7 @@ impl Lane {
         let deadline = io::after(Instant::from_std(ctx.started), gw.upstream_timeout);
         let key = &instance.upstream.authority;
         let mut retried = false;
-        let (mut up, head_len) = loop {
+        let (mut up, head_len, cut_short) = loop {
             // A request sent again goes out on a new connection.
             let pooled = if retried { None } else { gw.lane.take(key) };
             let (mut up, reused) = match pooled {
@@ -373,11 +383,12 @@ impl Lane {
                 }
                 return Err(upstream_failure(instance, &UpstreamError::Io(e)).into());
             }
-            if client.body_left > 0 {
-                self.stream_body(client, &up, deadline).await?;
-            }
+            // An upstream that stopped taking the body may have answered already (a
+            // 413, a 401): that answer is passed on, else it is a 502.
+            let cut_short = client.body_left > 0 && self.stream_body(client, &up, deadline).await? == Upload::Stopped;
             match read_response_head(&mut up, &mut client.deadline).await {
-                Ok(n) => break (up, n),
+                Ok(n) => break (up, n, cut_short),
+                Err(_) if cut_short => return Err(Rejection::UpstreamUnavailable.into()),
                 Err(HeadError::ClosedEarly) if may_retry => retried = true,
                 Err(HeadError::Timeout) => return Err(Rejection::UpstreamTimeout.into()),
                 Err(HeadError::ClosedEarly) => {
@@ -398,10 +409,11 @@ impl Lane {
             let e = std::io::Error::new(std::io::ErrorKind::InvalidData, "malformed response head");
             return Err(upstream_failure(instance, &UpstreamError::Io(e)).into());
         };
-        let close = client.last() || response.framing == Framing::UntilClose;
+        // After an early answer the rest of the client's body is still unread.
+        let close = client.last() || response.framing == Framing::UntilClose || cut_short;
         out.clear();
         response.write(&mut out, close);
-        let reusable = response.reusable;
+        let reusable = response.reusable && !cut_short;
         let framing = response.framing;
         relay_body(client, &mut up, framing, out).await.map_err(|()| Failure::Broken)?;
         if reusable && up.buf.is_empty() {
@@ -412,7 +424,7 @@ impl Lane {
 
     /// The rest of a request body, from the client socket to the upstream: each read
     /// within the body timeout, each write within the upstream deadline.
-    async fn stream_body(&self, client: &mut Client<'_>, up: &UpConn, deadline: Instant) -> Result<(), Failure> {
+    async fn stream_body(&self, client: &mut Client<'_>, up: &UpConn, deadline: Instant) -> Result<Upload, Failure> {
         while client.body_left > 0 {
             if client.buf.is_empty() {
                 client.deadline.set(io::after(Instant::now(), self.body_timeout));
@@ -431,7 +443,7 @@ impl Lane {
                 biased;
                 sent = write_all(&up.stream, client.buf.get(..take).unwrap_or_default()) => {
                     if sent.is_err() {
-                        return Err(Rejection::UpstreamUnavailable.into());
+                        return Ok(Upload::Stopped);
                     }
                 }
                 () = client.deadline.reached() => return Err(Rejection::UpstreamTimeout.into()),
@@ -440,7 +452,7 @@ impl Lane {
             client.body_left -= take as u64;
         }
         client.deadline.set(deadline);
-        Ok(())
+        Ok(Upload::Whole)
     }
 }
 
