@@ -69,7 +69,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Whether a header name (in any case) is one of the hop-by-hop headers.
 pub fn is_hop_by_hop(name: &str) -> bool {
-    HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(name))
+    // Called for every header line on the plain lane: the length rules out most names
+    // before any comparison (the hop-by-hop names are 2, 7, 10, 16, 17, 18, 19 long).
+    matches!(name.len(), 2 | 7 | 10 | 16..=19) && HOP_BY_HOP.iter().any(|h| h.as_str().eq_ignore_ascii_case(name))
 }
 
 /// A header name as a sloppy server would read it: `_` for `-`, any case (`wanted` is
@@ -313,5 +315,9 @@ mod tests {
         assert!(!is_spoofable("transfer-encoding", true), "the real one is hop-by-hop, handled apart");
         assert!(!is_spoofable("X-Forwarded-For", false));
         assert!(is_hop_by_hop("Transfer-Encoding") && is_hop_by_hop("keep-alive") && !is_hop_by_hop("content-length"));
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(&name.as_str().to_ascii_uppercase()), "{name}");
+            assert!(!is_hop_by_hop(&format!("{name}s")) && !is_hop_by_hop(&name.as_str()[1..]), "{name}");
+        }
     }
 }

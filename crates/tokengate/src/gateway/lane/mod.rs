@@ -27,6 +27,7 @@ mod io;
 mod wire;
 
 use std::future::Future;
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -120,6 +121,8 @@ struct Client<'s> {
     drain: &'s watch::Receiver<bool>,
     /// How long a write to the client may make no progress.
     send_timeout: Duration,
+    /// The peer's address as `X-Forwarded-For` names it, formatted once.
+    peer: String,
 }
 
 impl Client<'_> {
@@ -202,6 +205,7 @@ impl Lane {
             closing: false,
             drain,
             send_timeout: self.idle_timeout,
+            peer: peer.ip().to_canonical().to_string(),
         };
         loop {
             let n = match self.next_head(&mut client, drained.as_mut()).await {
@@ -211,10 +215,14 @@ impl Lane {
             };
             let head_bytes = client.buf.split_to(n);
             let step = {
-                let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                let mut req = httparse::Request::new(&mut headers);
+                // Uninitialized: httparse writes the lines it fills in (no 64-line memset).
+                let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+                let mut req = httparse::Request::new(&mut []);
                 // httparse must see the same head (else hyper reads it).
-                let parsed = matches!(req.parse(&head_bytes), Ok(httparse::Status::Complete(m)) if m == n);
+                let parsed = matches!(
+                    req.parse_with_uninit_headers(&head_bytes, &mut headers),
+                    Ok(httparse::Status::Complete(m)) if m == n
+                );
                 match parsed.then(|| ClientHead::read(&req, self.max_header_bytes, &self.gateway.via)).flatten() {
                     None => Step::Handoff,
                     Some(head) => {
@@ -347,7 +355,7 @@ impl Lane {
             upgrade: false,
         };
         let mut out = Vec::with_capacity(1024);
-        wire::request_head(&mut out, head, instance, &fwd);
+        wire::request_head(&mut out, head, instance, &fwd, &client.peer);
         // The body bytes already here go out with the head.
         let here = usize::try_from(client.body_left).unwrap_or(usize::MAX).min(client.buf.len());
         out.extend_from_slice(client.buf.get(..here).unwrap_or_default());
@@ -399,9 +407,14 @@ impl Lane {
             }
         };
         let response_head = up.buf.split_to(head_len);
-        let mut headers = [httparse::EMPTY_HEADER; MAX_RESPONSE_HEADERS];
-        let mut res = httparse::Response::new(&mut headers);
-        let read = match res.parse(&response_head) {
+        let mut headers = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_RESPONSE_HEADERS];
+        let mut res = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut res,
+            &response_head,
+            &mut headers,
+        );
+        let read = match parsed {
             Ok(httparse::Status::Complete(m)) if m == head_len => ResponseHead::read(&res, head.is_head()).ok(),
             _ => None,
         };

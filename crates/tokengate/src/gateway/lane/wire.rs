@@ -35,7 +35,15 @@ fn number(out: &mut Vec<u8>, n: u64) {
 /// `Host` of the upstream, end-to-end headers only, the client's copies of headers
 /// tokengate owns dropped, `X-Forwarded-For`, `X-Forwarded-Proto`, `Via` and the
 /// identity headers added; the `Authorization` the gateway checked is not passed on.
-pub fn request_head(out: &mut Vec<u8>, head: &ClientHead<'_>, instance: &LiveInstance, fwd: &Forwarded<'_>) {
+///
+/// `peer` is `fwd.addr.peer` as text, formatted once per connection.
+pub fn request_head(
+    out: &mut Vec<u8>,
+    head: &ClientHead<'_>,
+    instance: &LiveInstance,
+    fwd: &Forwarded<'_>,
+    peer: &str,
+) {
     let up = &instance.upstream;
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
@@ -80,10 +88,8 @@ pub fn request_head(out: &mut Vec<u8>, head: &ClientHead<'_>, instance: &LiveIns
             out.extend_from_slice(b", ");
         }
     }
-    {
-        use std::io::Write as _;
-        let _ = write!(out, "{}", fwd.addr.peer);
-    }
+    debug_assert_eq!(peer, fwd.addr.peer.to_string());
+    out.extend_from_slice(peer.as_bytes());
     out.extend_from_slice(b"\r\n");
     if !proto_given {
         line(out, "x-forwarded-proto", b"http");
