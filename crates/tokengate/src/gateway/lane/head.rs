@@ -2,7 +2,7 @@
 
 use tokengate_core::ViaMarker;
 
-use super::super::{Head, PREFIX, bearer_of};
+use super::super::{Head, PREFIX, bearer_of, split_at_byte};
 
 /// Header lines the lane parses at most (a request with more goes to hyper, which
 /// takes up to 200).
@@ -51,7 +51,7 @@ impl<'a> ClientHead<'a> {
         // CONNECT turns a connection into a tunnel: hyper's to handle.
         let method = req.method.filter(|m| *m != "CONNECT")?;
         let target = req.path?;
-        let (path, query) = match target.split_once('?') {
+        let (path, query) = match split_at_byte(target, b'?') {
             Some((p, q)) => (p, Some(q)),
             None => (target, None),
         };
