@@ -271,10 +271,11 @@ async fn writes_across_a_store_restart_are_all_or_nothing() {
     let a = TestApp::spawn_with(Some(cluster.url()), |_| {}).await;
     let account = a.create_account("writes").await;
     let (stop, acknowledged) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicUsize::new(0)));
+    let refusals = Arc::new(AtomicUsize::new(0));
     let writer = {
         let (http, token) = (a.http.clone(), a.admin_token.clone());
         let url = a.url(&format!("/v1/accounts/{account}/tokens"));
-        let (stop, acknowledged) = (Arc::clone(&stop), Arc::clone(&acknowledged));
+        let (stop, acknowledged, refusals) = (Arc::clone(&stop), Arc::clone(&acknowledged), Arc::clone(&refusals));
         tokio::spawn(async move {
             let mut results = Vec::new();
             for n in 0.. {
@@ -291,6 +292,7 @@ async fn writes_across_a_store_restart_are_all_or_nothing() {
                 } else {
                     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
                     assert_eq!(body["code"], "store_unavailable");
+                    refusals.fetch_add(1, Ordering::Relaxed);
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 results.push((name, status));
@@ -300,7 +302,8 @@ async fn writes_across_a_store_restart_are_all_or_nothing() {
     };
     eventually("writes are acknowledged", async || acknowledged.load(Ordering::Relaxed) >= 10).await;
     cluster.stop();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Down until a write has met it (a fixed pause may see none on a loaded machine).
+    eventually("a write meets the stopped store", async || refusals.load(Ordering::Relaxed) >= 1).await;
     cluster.start();
     let before = acknowledged.load(Ordering::Relaxed);
     eventually("writes are acknowledged again", async || acknowledged.load(Ordering::Relaxed) >= before + 10).await;
