@@ -89,7 +89,12 @@ fn starts_like(name: &str, prefix: &str) -> bool {
 /// framing or hop-by-hop header. A server or proxy that reads `_` as `-` would frame
 /// or route the message differently from us, so these are passed in neither direction.
 pub fn is_framing_lookalike(name: &str) -> bool {
-    name.contains('_') && (same_name(name, "content-length") || HOP_BY_HOP.iter().any(|h| same_name(name, h.as_str())))
+    name.contains('_') && reads_as_framing(name)
+}
+
+/// Whether a name, with `_` read as `-`, is `content-length` or a hop-by-hop header.
+fn reads_as_framing(name: &str) -> bool {
+    same_name(name, "content-length") || HOP_BY_HOP.iter().any(|h| same_name(name, h.as_str()))
 }
 
 /// Whether a client header must not reach the upstream: any spelling of a header
@@ -101,10 +106,10 @@ pub fn is_spoofable(name: &str, from_trusted_proxy: bool) -> bool {
     if same_name(name, "client-token") || starts_like(name, "x-tokengate-") {
         return true;
     }
-    if is_framing_lookalike(name) {
+    let underscored = name.contains('_');
+    if underscored && reads_as_framing(name) {
         return true;
     }
-    let underscored = name.contains('_');
     if same_name(name, "x-forwarded-for") {
         return underscored;
     }

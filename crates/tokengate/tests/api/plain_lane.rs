@@ -177,7 +177,9 @@ async fn pipelined_requests_and_a_hand_over_to_hyper() {
 /// (no length: until the connection closes), `/big` (1 MiB by length), `/gzip-te` (a
 /// transfer coding the lane does not carry), `/hints` (two 103s, then 200), `/continues`
 /// (twenty 100s, then 200), `/hang-up` (closes without answering), `/lookalikes`
-/// (underscore spellings of framing headers, and its length twice).
+/// (underscore spellings of framing headers, and its length twice), `/early` (`413`
+/// after the head, closed without reading the body, as a size limit in front of an
+/// application does).
 async fn framing_upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -199,6 +201,7 @@ async fn framing_upstream() -> SocketAddr {
                             a
                         }
                         "/lookalikes" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer_Encoding: chunked\r\nContent-Length: 2\r\nContent_Length: 40\r\nKeep_Alive: timeout=1\r\nX_Own: kept\r\n\r\nok".to_vec(),
+                        "/early" => b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large".to_vec(),
                         "/gzip-te" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".to_vec(),
                         "/hints" => b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 103 Early Hints\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_vec(),
                         "/continues" => {
@@ -208,7 +211,7 @@ async fn framing_upstream() -> SocketAddr {
                         }
                         _ => return,
                     };
-                    if stream.write_all(&answer).await.is_err() || path == "/close" {
+                    if stream.write_all(&answer).await.is_err() || path == "/close" || path == "/early" {
                         return;
                     }
                 }
@@ -293,38 +296,18 @@ async fn response_framing_lookalikes_never_reach_the_client() {
     }
 }
 
-/// An upstream that answers `413` as soon as it has read a request's head and closes
-/// without reading the body (what a size limit in front of an application does).
-async fn early_answer_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                if read_head(&mut stream, &mut buf).await.is_some() {
-                    let answer =
-                        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\nConnection: close\r\n\r\ntoo large";
-                    let _ = stream.write_all(answer).await;
-                }
-            });
-        }
-    });
-    addr
-}
-
 /// An upstream's early answer to a body still being sent reaches the client (the
 /// client connection then closes: the rest of its body was never read). The client
 /// writes and reads at once, as an HTTP client that watches for an early answer does.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_early_answer_during_the_upload_reaches_the_client() {
-    let upstream = early_answer_upstream().await;
+    let upstream = framing_upstream().await;
     let app = TestApp::spawn_with(None, |_| {}).await;
     let acc = app.create_account("Early").await;
     let base = instance(&app, &acc, &format!("http://{upstream}"), json!([])).await;
     for size in [64usize << 10, 1 << 20, 64 << 10, 1 << 20, 64 << 10, 1 << 20] {
         let head =
-            format!("POST {base}/upload HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Length: {size}\r\n\r\n");
+            format!("POST {base}/early HTTP/1.1\r\nHost: gw\r\nConnection: close\r\nContent-Length: {size}\r\n\r\n");
         let mut request = head.into_bytes();
         request.extend(std::iter::repeat_n(b'b', size));
         let mut socket = TcpStream::connect(app.addr).await.unwrap();
