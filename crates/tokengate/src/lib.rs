@@ -16,6 +16,7 @@ pub mod error_chain;
 pub mod gateway;
 pub mod import_file;
 pub mod limits;
+pub mod linger;
 pub mod master_key;
 pub mod oauth;
 pub mod outbound;

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Body;
+use bytes::Bytes;
 use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -25,9 +26,10 @@ use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::config::Config;
-use crate::gateway::lane::{Exit, Lane, Replay};
+use crate::gateway::lane::{Exit, Lane};
 use crate::gateway::{self, ClientAddr, Gateway, GatewaySettings, PeerAddr, json_error};
 use crate::limits::{ClientBody, ConnState, TimedBody, TrackedBody};
+use crate::linger::ClientIo;
 use crate::oauth::OAuthState;
 use crate::service::Services;
 use crate::state::GatewayState;
@@ -494,21 +496,23 @@ impl Shared {
                         };
                         if let Exit::Handoff(read) = exit {
                             conn_state.touch();
-                            let io = TokioIo::new(Replay::new(read, stream));
+                            let io = TokioIo::new(ClientIo::new(read, stream, Arc::clone(&conn_state)));
                             let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
                             watch_connection(conn, conn_state, timeouts, drain).await;
                         }
                     });
                 }
                 None => {
-                    let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
+                    let io = TokioIo::new(ClientIo::new(Bytes::new(), stream, Arc::clone(&conn_state)));
+                    let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
                     tracker.spawn(watch_connection(conn, conn_state, timeouts, drain.clone()));
                 }
                 Some(tls) => {
                     let (acceptor, builder, drain) = (tls.acceptor(), builder.clone(), drain.clone());
                     tracker.spawn(async move {
                         // The handshake is part of what a client has the header deadline for.
-                        match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        let io = ClientIo::new(Bytes::new(), stream, Arc::clone(&conn_state));
+                        match tokio::time::timeout(handshake_timeout, acceptor.accept(io)).await {
                             Ok(Ok(stream)) => {
                                 let conn =
                                     builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();

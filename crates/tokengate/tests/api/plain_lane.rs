@@ -321,6 +321,55 @@ async fn an_early_answer_during_the_upload_reaches_the_client() {
     }
 }
 
+/// A refused request whose body was not read gets its answer even when the client
+/// writes the whole body before it reads (as most HTTP clients do): the server stops
+/// sending, reads and drops the rest of the body, then closes. Closing with the body
+/// unread would reset the connection and the client would lose the answer. Both paths:
+/// a declared length past the limit, a refusal before the body (an unknown instance),
+/// and a chunked body past the limit (hyper's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_is_answered_to_a_client_that_writes_first() {
+    for plain_lane in [true, false] {
+        let app = TestApp::spawn_with(None, |c| c.plain_lane = plain_lane).await;
+        let acc = app.create_account("Linger").await;
+        let base = instance(&app, &acc, &app.upstream.url(), json!([])).await;
+        let body = vec![b'z'; 6 << 20];
+        let declared = |target: &str, size: usize| {
+            let mut r = format!("POST {target} HTTP/1.1\r\nHost: gw\r\nContent-Length: {size}\r\n\r\n").into_bytes();
+            r.extend_from_slice(&body[..size]);
+            r
+        };
+        let mut chunked =
+            format!("POST {base}/c HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n").into_bytes();
+        for piece in body.chunks(64 << 10) {
+            chunked.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+            chunked.extend_from_slice(piece);
+            chunked.extend_from_slice(b"\r\n");
+        }
+        chunked.extend_from_slice(b"0\r\n\r\n");
+        let cases = [
+            (declared(&format!("{base}/big"), 6 << 20), 413, r#"{"error":"request body too large"}"#),
+            (declared("/instances/nope/token/nope/x", 512 << 10), 404, r#"{"error":"instance not found"}"#),
+            (chunked, 413, r#"{"error":"request body too large"}"#),
+        ];
+        for (case, (request, status, error)) in cases.into_iter().enumerate() {
+            let mut socket = TcpStream::connect(app.addr).await.unwrap();
+            tokio::time::timeout(HANG_GUARD, socket.write_all(&request))
+                .await
+                .expect("hang guard")
+                .unwrap_or_else(|e| panic!("lane {plain_lane}, case {case}: the upload broke off: {e}"));
+            let mut answer = Vec::new();
+            tokio::time::timeout(HANG_GUARD, socket.read_to_end(&mut answer))
+                .await
+                .expect("hang guard")
+                .unwrap_or_else(|e| panic!("lane {plain_lane}, case {case}: the answer was lost: {e}"));
+            assert_eq!(answers(&answer), [(status, error.to_string())], "lane {plain_lane}, case {case}");
+        }
+        assert_eq!(app.upstream.count(), 0, "lane {plain_lane}: nothing reached the upstream");
+        app.stop().await;
+    }
+}
+
 /// A body that arrives in pieces reaches the upstream whole.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_in_pieces_arrives_whole() {

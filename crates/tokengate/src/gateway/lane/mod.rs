@@ -41,7 +41,6 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 
 use self::head::{ClientHead, MAX_HEADERS};
-pub use self::io::Replay;
 use self::io::{Deadline, READ_CHUNK, read_some, write_all};
 use self::wire::{Chunked, Framing, MAX_RESPONSE_HEADERS, ResponseHead};
 use super::Rejection;
@@ -49,6 +48,7 @@ use super::idle::IdleSet;
 use super::upstream::UpstreamError;
 use super::{Admitted, ClientAddr, Gateway, RequestCtx, Routed, UPSTREAM_IDLE_TIMEOUT, proxy, upstream_failure};
 use crate::egress::{EgressConnector, EgressPolicy};
+use crate::linger;
 
 /// A response head larger than this is refused (`502`): hyper's own limit.
 const MAX_RESPONSE_HEAD: usize = 8192 + 4096 * 100;
@@ -123,6 +123,8 @@ struct Client<'s> {
     send_timeout: Duration,
     /// The peer's address as `X-Forwarded-For` names it, formatted once.
     peer: String,
+    /// A write to the client made no progress for `send_timeout`: it is not reading.
+    stalled: bool,
 }
 
 impl Client<'_> {
@@ -139,7 +141,20 @@ impl Client<'_> {
         tokio::select! {
             biased;
             sent = write_all(self.stream, bytes) => sent.map_err(drop),
-            () = self.deadline.reached() => Err(()),
+            () = self.deadline.reached() => {
+                self.stalled = true;
+                Err(())
+            }
+        }
+    }
+
+    /// Ends the connection after its last answer. A client still sending (the body of
+    /// a refused request, pipelined requests) is let finish first, so that it reads
+    /// the answer instead of a reset (see [`crate::linger`]); one that stopped reading
+    /// is not waited for.
+    async fn close(&self) {
+        if !self.stalled && (self.body_left > 0 || linger::has_unread(self.stream)) {
+            linger::linger(self.stream).await;
         }
     }
 }
@@ -206,6 +221,7 @@ impl Lane {
             drain,
             send_timeout: self.idle_timeout,
             peer: peer.ip().to_canonical().to_string(),
+            stalled: false,
         };
         loop {
             let n = match self.next_head(&mut client, drained.as_mut()).await {
@@ -237,7 +253,10 @@ impl Lane {
                     client.last_done = Instant::now();
                     client.served = true;
                 }
-                Step::Close => return Exit::Closed,
+                Step::Close => {
+                    client.close().await;
+                    return Exit::Closed;
+                }
                 Step::Handoff => {
                     let mut all = head_bytes;
                     all.unsplit(client.buf);
