@@ -147,6 +147,14 @@ fn check_segments(tail: &str) -> Result<(), PathError> {
     }
     // The tail starts with '/' (it follows the instance token), so the first piece is empty.
     let body = tail.strip_prefix('/').unwrap_or(tail);
+    if plainly_segmented(body.as_bytes()) {
+        return Ok(());
+    }
+    check_split_segments(body)
+}
+
+/// Step 2, segment by segment, on the tail after its first `/`.
+fn check_split_segments(body: &str) -> Result<(), PathError> {
     let mut segments = body.split('/').peekable();
     while let Some(segment) = segments.next() {
         let last = segments.peek().is_none();
@@ -160,6 +168,20 @@ fn check_segments(tail: &str) -> Result<(), PathError> {
         }
     }
     Ok(())
+}
+
+/// Whether `body` (the tail after its first `/`) passes step 2 without splitting it:
+/// no `;` or `%` (so every segment is its own name), and no segment that is empty or
+/// starts with a dot (so none is empty, `.` or `..`), except an empty last one.
+fn plainly_segmented(body: &[u8]) -> bool {
+    let mut after_slash = true;
+    for &b in body {
+        if b == b';' || b == b'%' || (after_slash && (b == b'/' || b == b'.')) {
+            return false;
+        }
+        after_slash = b == b'/';
+    }
+    true
 }
 
 /// The other spelling of a canonical tail that a lenient upstream may route to the same
@@ -186,6 +208,39 @@ pub fn route_form(canonical: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_plain_shortcut_never_passes_what_splitting_refuses() {
+        // Every string of up to 6 bytes over the bytes that matter.
+        let alphabet = b"a/.;%";
+        let mut checked = 0;
+        let mut strings = vec![Vec::new()];
+        for _ in 0..6 {
+            let mut longer = Vec::new();
+            for s in &strings {
+                for &b in alphabet {
+                    let mut t = s.clone();
+                    t.push(b);
+                    longer.push(t);
+                }
+            }
+            for body in &longer {
+                let text = std::str::from_utf8(body).unwrap();
+                if plainly_segmented(body) {
+                    assert_eq!(check_split_segments(text), Ok(()), "{text}");
+                    checked += 1;
+                }
+            }
+            strings = longer;
+        }
+        assert!(checked > 100, "the shortcut took {checked} strings");
+        for plain in ["", "api/ping", "send-text", "a/b/", "chats/5511999999999/messages", "x.y/z.json"] {
+            assert!(plainly_segmented(plain.as_bytes()), "{plain}");
+        }
+        for not in ["/x", ".", "..", "a//b", "a/./b", "a/..", "a;b", "a%3Bb", ".well-known"] {
+            assert!(!plainly_segmented(not.as_bytes()), "{not}");
+        }
+    }
 
     #[test]
     fn canonical_inputs_are_borrowed() {

@@ -9,8 +9,15 @@ use time::format_description::well_known::Rfc3339;
 pub struct Timestamp(i64);
 
 impl Timestamp {
+    /// The clock read as milliseconds since the epoch (no calendar date is worked out:
+    /// every gateway request reads it).
     pub fn now() -> Timestamp {
-        Timestamp(OffsetDateTime::now_utc().unix_timestamp_nanos().div_euclid(1_000_000) as i64)
+        let millis = |d: std::time::Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+        match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            Ok(since) => Timestamp(millis(since)),
+            // A clock set before 1970: whole milliseconds down, as `div_euclid` rounds.
+            Err(e) => Timestamp(-millis(e.duration() + std::time::Duration::from_nanos(999_999))),
+        }
     }
 
     pub const fn from_millis(ms: i64) -> Timestamp {
@@ -63,6 +70,15 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn now_reads_the_clock_as_the_calendar_does() {
+        let calendar = || (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        let before = calendar();
+        let now = Timestamp::now().as_millis();
+        let after = calendar();
+        assert!(before <= now && now <= after, "{before} <= {now} <= {after}");
+    }
 
     #[test]
     fn rfc3339_round_trip() {

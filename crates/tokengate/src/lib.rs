@@ -11,6 +11,7 @@ pub mod cli;
 pub mod config;
 pub mod dashboard;
 pub mod data_dir;
+pub mod drain;
 pub mod egress;
 pub mod error_chain;
 pub mod gateway;

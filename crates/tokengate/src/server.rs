@@ -26,6 +26,7 @@ use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt;
 
 use crate::config::Config;
+use crate::drain::Drain;
 use crate::gateway::lane::{Exit, Lane};
 use crate::gateway::{self, ClientAddr, Gateway, GatewaySettings, PeerAddr, json_error};
 use crate::limits::{ClientBody, ConnState, TimedBody, TrackedBody};
@@ -457,6 +458,8 @@ impl Shared {
                 idle_timeout,
             })
         });
+        // The lane reads the drain with an atomic load (see `crate::drain`).
+        let drain_signal = lane.as_ref().map(|_| Drain::following(drain.clone()));
         let tracker = tokio_util::task::TaskTracker::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -486,19 +489,26 @@ impl Shared {
             let conn_state = Arc::new(ConnState::new(Some(permit)));
             let svc = connection_service(Arc::clone(&edge), Arc::clone(&conn_state), peer, self.tls.is_some());
             match &self.tls {
-                None if let Some(lane) = &lane => {
+                None if let (Some(lane), Some(signal)) = (&lane, &drain_signal) => {
                     let (lane, builder, drain) = (Arc::clone(lane), builder.clone(), drain.clone());
+                    let signal = Arc::clone(signal);
                     tracker.spawn(async move {
+                        // What is in flight at shutdown gets the grace period, as on
+                        // hyper: one period from the start of the drain, whichever
+                        // path the connection is on by then.
+                        let mut grace = std::pin::pin!(grace_after(drain.clone(), shutdown_grace));
                         let exit = tokio::select! {
-                            exit = lane.serve(&stream, peer, &drain) => exit,
-                            // What is in flight at shutdown gets the grace period, as on hyper.
-                            () = grace_after(drain.clone(), shutdown_grace) => Exit::Closed,
+                            exit = lane.serve(&stream, peer, &signal) => exit,
+                            () = grace.as_mut() => Exit::Closed,
                         };
                         if let Exit::Handoff(read) = exit {
                             conn_state.touch();
                             let io = TokioIo::new(ClientIo::new(read, stream, Arc::clone(&conn_state)));
                             let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
-                            watch_connection(conn, conn_state, timeouts, drain).await;
+                            tokio::select! {
+                                () = watch_connection(conn, conn_state, timeouts, drain) => {}
+                                () = grace => {}
+                            }
                         }
                     });
                 }

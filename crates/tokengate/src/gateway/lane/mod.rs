@@ -47,6 +47,7 @@ use super::Rejection;
 use super::idle::IdleSet;
 use super::upstream::UpstreamError;
 use super::{Admitted, ClientAddr, Gateway, RequestCtx, Routed, UPSTREAM_IDLE_TIMEOUT, proxy, upstream_failure};
+use crate::drain::Drain;
 use crate::egress::{EgressConnector, EgressPolicy};
 use crate::linger;
 
@@ -118,7 +119,7 @@ struct Client<'s> {
     body_left: u64,
     /// The client asked to close: this exchange is the connection's last.
     closing: bool,
-    drain: &'s watch::Receiver<bool>,
+    drain: &'s Arc<Drain>,
     /// How long a write to the client may make no progress.
     send_timeout: Duration,
     /// The peer's address as `X-Forwarded-For` names it, formatted once.
@@ -131,7 +132,7 @@ impl Client<'_> {
     /// Whether the answer being written is the connection's last (the client asked, or
     /// the server has started draining since).
     fn last(&self) -> bool {
-        self.closing || *self.drain.borrow()
+        self.closing || self.drain.started()
     }
 
     /// Writes to the client; a client that takes nothing for `send_timeout` (it stopped
@@ -207,9 +208,9 @@ enum HeadError {
 impl Lane {
     /// Serves a connection until it closes or needs hyper. An idle connection closes
     /// as soon as `drain` says the server is stopping; a busy one after its answer.
-    pub async fn serve(&self, stream: &TcpStream, peer: SocketAddr, drain: &watch::Receiver<bool>) -> Exit {
+    pub async fn serve(&self, stream: &TcpStream, peer: SocketAddr, drain: &Arc<Drain>) -> Exit {
         // Waited on whenever the connection is idle: one registration per connection.
-        let mut drained = std::pin::pin!(draining(drain.clone()));
+        let mut drained = std::pin::pin!(drain.wait());
         let mut client = Client {
             stream,
             buf: BytesMut::with_capacity(READ_CHUNK),
