@@ -496,8 +496,10 @@ impl Shared {
                         // What is in flight at shutdown gets the grace period, as on
                         // hyper: one period from the start of the drain, whichever
                         // path the connection is on by then.
-                        let mut grace = std::pin::pin!(grace_after(drain.clone(), shutdown_grace));
+                        // Polled at every wake-up of the connection: an atomic load.
+                        let mut grace = std::pin::pin!(grace_after(Arc::clone(&signal), shutdown_grace));
                         let exit = tokio::select! {
+                            biased;
                             exit = lane.serve(&stream, peer, &signal) => exit,
                             () = grace.as_mut() => Exit::Closed,
                         };
@@ -506,6 +508,7 @@ impl Shared {
                             let io = TokioIo::new(ClientIo::new(read, stream, Arc::clone(&conn_state)));
                             let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
                             tokio::select! {
+                                biased;
                                 () = watch_connection(conn, conn_state, timeouts, drain) => {}
                                 () = grace => {}
                             }
@@ -688,8 +691,8 @@ async fn watch_connection<C>(
 }
 
 /// Resolves `grace` after the server started draining.
-async fn grace_after(drain: watch::Receiver<bool>, grace: Duration) {
-    gateway::lane::draining(drain).await;
+async fn grace_after(drain: Arc<Drain>, grace: Duration) {
+    drain.wait().await;
     tokio::time::sleep(grace).await;
 }
 

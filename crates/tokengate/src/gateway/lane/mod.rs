@@ -36,7 +36,6 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use http::uri::{Authority, Uri};
 use tokio::net::TcpStream;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tower::ServiceExt;
 
@@ -486,15 +485,6 @@ impl Lane {
         }
         client.deadline.set(deadline);
         Ok(Upload::Whole)
-    }
-}
-
-/// Resolves once the server has started draining (or its signal is gone).
-pub async fn draining(mut drain: watch::Receiver<bool>) {
-    while !*drain.borrow_and_update() {
-        if drain.changed().await.is_err() {
-            return;
-        }
     }
 }
 
