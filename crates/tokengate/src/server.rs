@@ -495,8 +495,8 @@ impl Shared {
                     tracker.spawn(async move {
                         // What is in flight at shutdown gets the grace period, as on
                         // hyper: one period from the start of the drain, whichever
-                        // path the connection is on by then.
-                        // Polled at every wake-up of the connection: an atomic load.
+                        // path the connection is on by then. Polled at every wake-up
+                        // of the connection, it costs an atomic load.
                         let mut grace = std::pin::pin!(grace_after(Arc::clone(&signal), shutdown_grace));
                         let exit = tokio::select! {
                             biased;
