@@ -1,11 +1,10 @@
-//! The server's drain signal as the plain lane's connections read it: whether the
-//! drain has started is one atomic load, and a connection waiting for its next request
-//! waits on it without a lock per request.
+//! The server's drain signal as client connections read it: whether the drain has
+//! started is one atomic load, and a connection waits on it without a lock per wait.
 //!
 //! A `watch` receiver costs a lock and a cooperative-budget check each time its
-//! `changed()` future is polled, which an idle keep-alive connection does once per
-//! request. [`Drained`] takes the lock only to register its task's waker (once per
-//! connection, or again if the waker changes) and to leave.
+//! `changed()` future is polled, which a connection does at every wake-up (the lane's
+//! at least once per request). [`Drained`] takes the lock only to register its task's
+//! waker (once per connection, or again if the waker changes) and to leave.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -45,7 +44,7 @@ impl Drain {
     }
 
     /// Starts the drain: every waiting [`Drained`] is woken.
-    pub fn start(&self) {
+    fn start(&self) {
         // Set before the lock is taken: a waiter that registers after this sees it.
         self.started.store(true, Ordering::Release);
         let wakers = std::mem::take(&mut self.waiting.lock().unwrap_or_else(PoisonError::into_inner).wakers);
@@ -58,17 +57,16 @@ impl Drain {
 
     /// Resolves once the drain has started.
     pub fn wait(self: &Arc<Self>) -> Drained {
-        Drained { drain: Arc::clone(self), key: None, waker: None }
+        Drained { drain: Arc::clone(self), registered: None }
     }
 }
 
 /// See [`Drain::wait`].
 pub struct Drained {
     drain: Arc<Drain>,
-    /// Where this waiter's waker is registered.
-    key: Option<u64>,
-    /// The waker registered, to tell whether a poll brings another.
-    waker: Option<Waker>,
+    /// Where this waiter's waker is registered, and that waker (to tell whether a poll
+    /// brings another).
+    registered: Option<(u64, Waker)>,
 }
 
 impl Future for Drained {
@@ -78,7 +76,7 @@ impl Future for Drained {
         if self.drain.started() {
             return Poll::Ready(());
         }
-        if self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        if self.registered.as_ref().is_some_and(|(_, w)| w.will_wake(cx.waker())) {
             return Poll::Pending;
         }
         let this = &mut *self;
@@ -87,20 +85,23 @@ impl Future for Drained {
         if this.drain.started() {
             return Poll::Ready(());
         }
-        let key = *this.key.get_or_insert_with(|| {
-            waiting.next += 1;
-            waiting.next
-        });
+        let key = this.registered.as_ref().map_or_else(
+            || {
+                waiting.next += 1;
+                waiting.next
+            },
+            |(key, _)| *key,
+        );
         waiting.wakers.insert(key, cx.waker().clone());
-        this.waker = Some(cx.waker().clone());
+        this.registered = Some((key, cx.waker().clone()));
         Poll::Pending
     }
 }
 
 impl Drop for Drained {
     fn drop(&mut self) {
-        if let Some(key) = self.key {
-            self.drain.waiting.lock().unwrap_or_else(PoisonError::into_inner).wakers.remove(&key);
+        if let Some((key, _)) = &self.registered {
+            self.drain.waiting.lock().unwrap_or_else(PoisonError::into_inner).wakers.remove(key);
         }
     }
 }

@@ -458,8 +458,9 @@ impl Shared {
                 idle_timeout,
             })
         });
-        // The lane reads the drain with an atomic load (see `crate::drain`).
-        let drain_signal = lane.as_ref().map(|_| Drain::following(drain.clone()));
+        // What every connection of this listener reads the drain from (an atomic load,
+        // see `crate::drain`); the accept loop itself follows `drain`.
+        let signal = Drain::following(drain.clone());
         let tracker = tokio_util::task::TaskTracker::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -489,9 +490,8 @@ impl Shared {
             let conn_state = Arc::new(ConnState::new(Some(permit)));
             let svc = connection_service(Arc::clone(&edge), Arc::clone(&conn_state), peer, self.tls.is_some());
             match &self.tls {
-                None if let (Some(lane), Some(signal)) = (&lane, &drain_signal) => {
-                    let (lane, builder, drain) = (Arc::clone(lane), builder.clone(), drain.clone());
-                    let signal = Arc::clone(signal);
+                None if let Some(lane) = &lane => {
+                    let (lane, builder, signal) = (Arc::clone(lane), builder.clone(), Arc::clone(&signal));
                     tracker.spawn(async move {
                         // What is in flight at shutdown gets the grace period, as on
                         // hyper: one period from the start of the drain, whichever
@@ -509,7 +509,7 @@ impl Shared {
                             let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
                             tokio::select! {
                                 biased;
-                                () = watch_connection(conn, conn_state, timeouts, drain) => {}
+                                () = watch_connection(conn, conn_state, timeouts, Arc::clone(&signal)) => {}
                                 () = grace => {}
                             }
                         }
@@ -518,10 +518,10 @@ impl Shared {
                 None => {
                     let io = TokioIo::new(ClientIo::new(Bytes::new(), stream, Arc::clone(&conn_state)));
                     let conn = builder.serve_connection_with_upgrades(io, svc).into_owned();
-                    tracker.spawn(watch_connection(conn, conn_state, timeouts, drain.clone()));
+                    tracker.spawn(watch_connection(conn, conn_state, timeouts, Arc::clone(&signal)));
                 }
                 Some(tls) => {
-                    let (acceptor, builder, drain) = (tls.acceptor(), builder.clone(), drain.clone());
+                    let (acceptor, builder, signal) = (tls.acceptor(), builder.clone(), Arc::clone(&signal));
                     tracker.spawn(async move {
                         // The handshake is part of what a client has the header deadline for.
                         let io = ClientIo::new(Bytes::new(), stream, Arc::clone(&conn_state));
@@ -529,7 +529,7 @@ impl Shared {
                             Ok(Ok(stream)) => {
                                 let conn =
                                     builder.serve_connection_with_upgrades(TokioIo::new(stream), svc).into_owned();
-                                watch_connection(conn, conn_state, timeouts, drain).await;
+                                watch_connection(conn, conn_state, timeouts, signal).await;
                             }
                             Ok(Err(e)) => {
                                 metrics::counter!("tokengate_tls_handshake_failures_total").increment(1);
@@ -653,16 +653,13 @@ impl Edge {
 /// for `idle_timeout`, dropping it if that takes longer than [`CLOSE_GRACE`], and on
 /// server shutdown, dropping it after `shutdown_grace`. (Its place under
 /// `max_connections` is held by its [`ConnState`].)
-async fn watch_connection<C>(
-    conn: C,
-    state: Arc<ConnState>,
-    timeouts: (Duration, Duration),
-    mut drain: watch::Receiver<bool>,
-) where
+async fn watch_connection<C>(conn: C, state: Arc<ConnState>, timeouts: (Duration, Duration), drain: Arc<Drain>)
+where
     C: Future + GracefulConn,
 {
     let (idle_timeout, shutdown_grace) = timeouts;
     tokio::pin!(conn);
+    let mut drained = std::pin::pin!(drain.wait());
     let mut closing_until: Option<tokio::time::Instant> = None;
     loop {
         let wake = match closing_until {
@@ -680,11 +677,9 @@ async fn watch_connection<C>(
                     closing_until = Some(tokio::time::Instant::now() + CLOSE_GRACE);
                 }
             }
-            changed = drain.changed(), if closing_until.is_none() => {
-                if changed.is_err() || *drain.borrow() {
-                    conn.as_mut().close_gracefully();
-                    closing_until = Some(tokio::time::Instant::now() + shutdown_grace);
-                }
+            () = drained.as_mut(), if closing_until.is_none() => {
+                conn.as_mut().close_gracefully();
+                closing_until = Some(tokio::time::Instant::now() + shutdown_grace);
             }
         }
     }
