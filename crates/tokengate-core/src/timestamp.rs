@@ -32,15 +32,34 @@ impl Timestamp {
         self.0.div_euclid(1000)
     }
 
-    /// `self + secs`, saturating rather than overflowing on absurd inputs.
+    /// The earliest instant RFC 3339 can write: `0000-01-01T00:00:00Z`.
+    pub const EARLIEST: Timestamp = Timestamp(-62_167_219_200_000);
+    /// The latest: `9999-12-31T23:59:59.999Z`.
+    pub const LATEST: Timestamp = Timestamp(253_402_300_799_999);
+
+    /// `self + secs`, kept within [`Timestamp::EARLIEST`]..=[`Timestamp::LATEST`] on
+    /// absurd inputs (never overflowing, always writable as RFC 3339).
     pub const fn plus_secs(self, secs: i64) -> Timestamp {
-        Timestamp(self.0.saturating_add(secs.saturating_mul(1000)))
+        let ms = self.0.saturating_add(secs.saturating_mul(1000));
+        Timestamp(if ms > Self::LATEST.0 {
+            Self::LATEST.0
+        } else if ms < Self::EARLIEST.0 {
+            Self::EARLIEST.0
+        } else {
+            ms
+        })
     }
 
-    /// Parses RFC 3339 (`2026-11-22T10:00:00Z`) or whole Unix seconds.
+    /// Whole Unix seconds, when RFC 3339 can write them.
+    pub fn from_unix_secs(secs: i64) -> Option<Timestamp> {
+        Some(Timestamp(secs.checked_mul(1000)?)).filter(|t| (Self::EARLIEST..=Self::LATEST).contains(t))
+    }
+
+    /// Parses RFC 3339 (`2026-11-22T10:00:00Z`) or whole Unix seconds; instants RFC
+    /// 3339 cannot write (before year 0, after year 9999) are not read either.
     pub fn parse(s: &str) -> Option<Timestamp> {
         if let Ok(secs) = s.parse::<i64>() {
-            return Some(Timestamp(secs.checked_mul(1000)?));
+            return Timestamp::from_unix_secs(secs);
         }
         let dt = OffsetDateTime::parse(s, &Rfc3339).ok()?;
         Some(Timestamp((dt.unix_timestamp_nanos() / 1_000_000) as i64))
@@ -87,5 +106,19 @@ mod tests {
         assert_eq!(Timestamp::parse(&t.to_rfc3339()), Some(t));
         assert_eq!(Timestamp::parse("1700000000"), Some(Timestamp::from_millis(1_700_000_000_000)));
         assert_eq!(Timestamp::parse("yesterday"), None);
+    }
+
+    #[test]
+    fn instants_stay_writable() {
+        assert_eq!(Timestamp::EARLIEST.to_rfc3339(), "0000-01-01T00:00:00Z");
+        assert_eq!(Timestamp::LATEST.to_rfc3339(), "9999-12-31T23:59:59.999Z");
+        for outside in ["-9223372036854775", "9223372036854775807", "253402300800", "-62167219201"] {
+            assert_eq!(Timestamp::parse(outside), None, "{outside}");
+        }
+        assert_eq!(Timestamp::parse("253402300799"), Some(Timestamp::from_millis(253_402_300_799_000)));
+        let now = Timestamp::now();
+        assert_eq!(now.plus_secs(i64::MAX), Timestamp::LATEST);
+        assert_eq!(now.plus_secs(i64::MIN), Timestamp::EARLIEST);
+        assert!(!now.plus_secs(i64::MAX / 1000).to_rfc3339().is_empty());
     }
 }

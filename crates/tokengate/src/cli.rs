@@ -827,7 +827,7 @@ async fn import_tokens(
     let reader = std::io::BufReader::new(reader);
     let lines: Box<dyn Iterator<Item = crate::import_file::SourceLine>> = match from {
         ImportFormat::Kong => Box::new(crate::import_file::kong(reader, scopes)),
-        ImportFormat::Csv => Box::new(crate::import_file::csv(reader).map_err(|e| anyhow::anyhow!(e))?),
+        ImportFormat::Csv => Box::new(crate::import_file::csv(reader, scopes).map_err(|e| anyhow::anyhow!(e))?),
     };
     let bar = if std::io::stderr().is_terminal() && !remote.json {
         let bar = indicatif::ProgressBar::new_spinner();

@@ -76,12 +76,14 @@ fn kong_line(entry: &Value, scopes: &[String]) -> Result<String, String> {
 }
 
 /// The keys of a CSV file with a header naming `name`, `key` or `sha256`, and
-/// optionally `scopes` (space-separated) and `expires_at`.
-pub fn csv(reader: impl Read) -> Result<impl Iterator<Item = SourceLine>, String> {
+/// optionally `scopes` (space-separated) and `expires_at`; a row that names no scopes
+/// gets `scopes` (as Kong's keys do), when given.
+pub fn csv(reader: impl Read, scopes: &[String]) -> Result<impl Iterator<Item = SourceLine>, String> {
+    let default_scopes = scopes.to_vec();
     let mut csv = csv::ReaderBuilder::new().flexible(true).trim(csv::Trim::All).from_reader(reader);
     let header: Vec<String> = csv.headers().map_err(|e| e.to_string())?.iter().map(str::to_ascii_lowercase).collect();
     let column = |name: &str| header.iter().position(|h| h == name);
-    let (name, key, sha256, scopes, expires) =
+    let (name, key, sha256, scopes_at, expires) =
         (column("name"), column("key"), column("sha256"), column("scopes"), column("expires_at"));
     if name.is_none() || key.is_some() == sha256.is_some() {
         return Err("the CSV header must name `name` and one of `key` or `sha256`".into());
@@ -98,8 +100,10 @@ pub fn csv(reader: impl Read) -> Result<impl Iterator<Item = SourceLine>, String
             if let Some(s) = field(sha256) {
                 line.insert("sha256".into(), json!(s));
             }
-            if let Some(s) = field(scopes) {
+            if let Some(s) = field(scopes_at) {
                 line.insert("scopes".into(), json!(s.split_whitespace().collect::<Vec<_>>()));
+            } else if !default_scopes.is_empty() {
+                line.insert("scopes".into(), json!(default_scopes));
             }
             if let Some(at) = field(expires) {
                 let at = match at.parse::<i64>() {
@@ -142,7 +146,7 @@ mod tests {
     #[test]
     fn csv_with_keys_or_digests() {
         let file = "name,key,scopes,expires_at\na,key-aaaa-1,messages:send instance:read,2030-01-01T00:00:00Z\nb,key-bbbb-2,,\n";
-        let lines: Vec<_> = csv(file.as_bytes()).unwrap().collect();
+        let lines: Vec<_> = csv(file.as_bytes(), &[]).unwrap().collect();
         assert_eq!(lines.iter().map(|l| l.number).collect::<Vec<_>>(), [2, 3]);
         let a: Value = serde_json::from_str(lines[0].json.as_ref().unwrap()).unwrap();
         assert_eq!(
@@ -151,8 +155,18 @@ mod tests {
         );
         let b: Value = serde_json::from_str(lines[1].json.as_ref().unwrap()).unwrap();
         assert_eq!(b, json!({"name": "b", "key": "key-bbbb-2"}));
-        assert!(csv("name,sha256\nx,abcd\n".as_bytes()).is_ok());
-        assert!(csv("name,key,sha256\n".as_bytes()).is_err());
-        assert!(csv("key\n".as_bytes()).is_err());
+        // `--scope` fills in the rows that name none (never `*` by default).
+        let narrow = ["messages:read".to_string()];
+        let lines: Vec<_> = csv(file.as_bytes(), &narrow).unwrap().collect();
+        let a: Value = serde_json::from_str(lines[0].json.as_ref().unwrap()).unwrap();
+        assert_eq!(a["scopes"], json!(["messages:send", "instance:read"]), "a row's own scopes win");
+        let b: Value = serde_json::from_str(lines[1].json.as_ref().unwrap()).unwrap();
+        assert_eq!(b["scopes"], json!(["messages:read"]));
+        let lines: Vec<_> = csv("name,key\nc,key-cccc-3\n".as_bytes(), &narrow).unwrap().collect();
+        let c: Value = serde_json::from_str(lines[0].json.as_ref().unwrap()).unwrap();
+        assert_eq!(c["scopes"], json!(["messages:read"]), "no scopes column at all");
+        assert!(csv("name,sha256\nx,abcd\n".as_bytes(), &[]).is_ok());
+        assert!(csv("name,key,sha256\n".as_bytes(), &[]).is_err());
+        assert!(csv("key\n".as_bytes(), &[]).is_err());
     }
 }

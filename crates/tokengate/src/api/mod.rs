@@ -182,8 +182,18 @@ pub fn router(services: Services) -> Router {
         .route("/.well-known/jwks.json", axum::routing::get(oauth::jwks))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(axum::middleware::from_fn(unreadable_path))
         .layer(DefaultBodyLimit::max(MAX_ADMIN_BODY))
         .with_state(services)
+}
+
+/// A path whose escapes do not decode to UTF-8 names nothing: `404` as for an unknown
+/// id (axum's path extractor would answer a plain-text `400`).
+async fn unreadable_path(req: axum::extract::Request, next: axum::middleware::Next) -> axum::response::Response {
+    if percent_encoding::percent_decode_str(req.uri().path()).decode_utf8().is_err() {
+        return axum::response::IntoResponse::into_response(ops::not_found().await);
+    }
+    next.run(req).await
 }
 
 /// Puts every route of `router` (the API's and the dashboard's) under

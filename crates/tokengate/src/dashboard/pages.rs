@@ -20,7 +20,7 @@ use super::i18n::Lang;
 use super::session::{CsrfForm, SessionUser, checked_form, has_csrf};
 use crate::service::authz::{Action, Credential};
 use crate::service::{NewOAuthClient, NewToken, UsageBucket, UsageQuery};
-use crate::store::{AuditEntry, RateLimit, UsageKind, UsageStore};
+use crate::store::{ApiToken, AuditEntry, RateLimit, UsageKind, UsageStore};
 
 /// What every page's frame needs: language, who is signed in, the CSRF token, the tab.
 pub struct Page {
@@ -457,11 +457,11 @@ pub async fn create_token(
 }
 
 /// The token, when the member may rotate or revoke it (another account's is not found).
-async fn manageable_token(state: &DashState, user: &SessionUser, id: &str) -> Result<TokenId, DashError> {
+async fn manageable_token(state: &DashState, user: &SessionUser, id: &str) -> Result<ApiToken, DashError> {
     let id: TokenId = id.parse().map_err(|_| DashError::NotFound(user.lang))?;
     let token = state.services.token(id).await.map_err(|e| DashError::service(e, user.lang))?;
     user.authorize(&Action::ManageToken(&token))?;
-    Ok(id)
+    Ok(token)
 }
 
 pub async fn revoke_token(
@@ -471,7 +471,7 @@ pub async fn revoke_token(
     f: Result<Form<CsrfForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     checked_form(f, &user)?;
-    let id = manageable_token(&state, &user, &id).await?;
+    let id = manageable_token(&state, &user, &id).await?.id;
     state.services.revoke_token(&user.actor(), id).await.map_err(|e| DashError::service(e, user.lang))?;
     tokens_page(&state, &user, None, Some(user.lang.t("token-revoked"))).await
 }
@@ -483,8 +483,11 @@ pub async fn rotate_token(
     f: Result<Form<RotateForm>, FormRejection>,
 ) -> Result<Response, DashError> {
     let f = checked_form(f, &user)?;
-    let id = manageable_token(&state, &user, &id).await?;
-    let grace = check::grace(&f.grace_seconds, user.lang)?;
+    let token = manageable_token(&state, &user, &id).await?;
+    // A rotation makes a new secret with the old one's scopes: the member must be
+    // allowed to create that token (a developer cannot mint a `*` key from an owner's).
+    user.authorize(&Action::CreateCredential { kind: token.kind.into(), scopes: &token.scopes })?;
+    let (id, grace) = (token.id, check::grace(&f.grace_seconds, user.lang)?);
     let (_, secret) =
         state.services.rotate_token(&user.actor(), id, grace).await.map_err(|e| DashError::service(e, user.lang))?;
     tokens_page(&state, &user, Some(secret.expose_secret().to_string()), None).await

@@ -52,7 +52,7 @@ const MAX_REPORTED_ERRORS: usize = 1000;
 fn parse_expiry(value: &serde_json::Value) -> Option<Timestamp> {
     match value {
         serde_json::Value::String(s) => Timestamp::parse(s),
-        serde_json::Value::Number(n) => n.as_i64().map(|secs| Timestamp::from_millis(secs.saturating_mul(1000))),
+        serde_json::Value::Number(n) => n.as_i64().and_then(Timestamp::from_unix_secs),
         _ => None,
     }
 }

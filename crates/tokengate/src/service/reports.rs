@@ -68,12 +68,13 @@ impl Services {
         query: &UsageQuery,
     ) -> ServiceResult<Vec<UsageBucket>> {
         let now = Timestamp::now();
-        let since = match &query.since {
+        // An empty value (`?since=&bucket_seconds=`) is the default, as if absent.
+        let since = match query.since.as_deref().filter(|s| !s.is_empty()) {
             None => now.plus_secs(-86_400),
             Some(s) => Timestamp::parse(s)
                 .ok_or_else(|| ServiceError::Invalid("since must be an RFC 3339 time or Unix seconds".into()))?,
         };
-        let width: i64 = match &query.bucket_seconds {
+        let width: i64 = match query.bucket_seconds.as_deref().filter(|s| !s.is_empty()) {
             None => 3600,
             Some(s) => s.parse().ok().filter(|w: &i64| *w >= 60 && *w <= 86_400 && w % 60 == 0).ok_or_else(|| {
                 ServiceError::Invalid("bucket_seconds must be a multiple of 60 from 60 to 86400".into())
@@ -104,7 +105,7 @@ impl Services {
 
     pub async fn audit(&self, account: AccountId, limit: Option<&str>) -> ServiceResult<Vec<AuditEntry>> {
         self.account(account).await?;
-        let limit = match limit {
+        let limit = match limit.filter(|s| !s.is_empty()) {
             None => 100,
             Some(s) => s
                 .parse()

@@ -143,11 +143,13 @@ impl Services {
             return Err(ServiceError::Conflict("an expired token cannot be rotated".into()));
         }
         // The new token lives as long as the old one was meant to, counted from now.
-        let lifetime = old.expires_at.map(|e| e.as_millis() - old.created_at.as_millis());
+        let lifetime = old.expires_at.map(|e| e.as_millis().saturating_sub(old.created_at.as_millis()));
         let new = ApiToken {
             id: TokenId::new(),
             created_at: now,
-            expires_at: lifetime.map(|ms| Timestamp::from_millis(now.as_millis() + ms)),
+            expires_at: lifetime.map(|ms| {
+                Timestamp::from_millis(now.as_millis().saturating_add(ms).min(Timestamp::LATEST.as_millis()))
+            }),
             revoked_at: None,
             last_used_at: None,
             format: TokenFormat::Tokengate,

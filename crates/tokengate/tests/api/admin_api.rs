@@ -140,6 +140,12 @@ async fn bad_input_is_a_clear_4xx(kind: StoreKind) {
         (Method::GET, format!("/v1/accounts/{acc}/usage?since=yesterday"), b"", "application/json", 422),
         (Method::GET, format!("/v1/accounts/{acc}/audit?limit=0"), b"", "application/json", 422),
         (Method::GET, format!("/v1/accounts/{acc}/audit?limit=abc"), b"", "application/json", 422),
+        // Instants RFC 3339 cannot write are refused (no overflow on the way).
+        (Method::GET, format!("/v1/accounts/{acc}/usage?since=-9223372036854775"), b"", "application/json", 422),
+        (Method::GET, format!("/v1/accounts/{acc}/usage?since=9223372036854775807"), b"", "application/json", 422),
+        // A path id that is not even UTF-8 names nothing.
+        (Method::GET, "/v1/tokens/%FF".into(), b"", "application/json", 404),
+        (Method::GET, "/v1/accounts/%C3%28/instances".into(), b"", "application/json", 404),
         (Method::GET, "/v1/nothing-here".into(), b"", "application/json", 404),
         (Method::PUT, "/v1/accounts".into(), b"", "application/json", 405),
     ];
@@ -147,6 +153,12 @@ async fn bad_input_is_a_clear_4xx(kind: StoreKind) {
         let (status, answer) = raw(method.clone(), &path, body, ct).await;
         assert_eq!(status.as_u16(), want, "{method} {path} {:?}: {answer}", String::from_utf8_lossy(body));
         assert!(answer["error"].as_str().is_some_and(|e| !e.is_empty()), "{method} {path}: {answer}");
+    }
+    // Empty query values are the defaults, as if absent.
+    for path in [format!("/v1/accounts/{acc}/usage?since=&bucket_seconds="), format!("/v1/accounts/{acc}/audit?limit=")]
+    {
+        let (status, answer) = raw(Method::GET, &path, b"", "application/json").await;
+        assert_eq!(status, StatusCode::OK, "{path}: {answer}");
     }
 
     // Oversized admin body.

@@ -89,6 +89,26 @@ async fn role_caps_apply_to_every_credential() {
     assert!(token["revoked_at"].is_null(), "{token}");
     assert_eq!(count(&app, &tokens).await, before.0, "no successor either");
 
+    // An API key of the account with `*`: a developer may manage API keys, but rotating
+    // this one would hand it a `*` secret, so it is refused and nothing is made.
+    let wide = app.create_token(&acc, json!({"name": "w", "kind": "api_key", "scopes": ["*"]})).await;
+    let wide = wide["id"].as_str().unwrap().to_string();
+    let (s, html) =
+        dev.post(&format!("/dashboard/tokens/{wide}/rotate"), &[("csrf", &dev.csrf), ("grace_seconds", "0")]).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{html}");
+    assert!(html.contains("cannot grant the scope"), "a clear message: {html}");
+    assert!(!html.contains("tgk_"), "no secret shown: {html}");
+    let (_, token) = app.admin(Method::GET, &format!("/v1/tokens/{wide}"), None).await;
+    assert!(token["revoked_at"].is_null(), "{token}");
+    assert_eq!(count(&app, &tokens).await, before.0 + 1, "no successor of the wide key");
+    // A key within the developer's role rotates.
+    let narrow = app.create_token(&acc, json!({"name": "n", "kind": "api_key", "scopes": ["messages:send"]})).await;
+    let narrow = narrow["id"].as_str().unwrap().to_string();
+    let (s, html) =
+        dev.post(&format!("/dashboard/tokens/{narrow}/rotate"), &[("csrf", &dev.csrf), ("grace_seconds", "0")]).await;
+    assert_eq!(s, StatusCode::OK, "{html}");
+    assert!(html.contains("tgk_"), "the new secret is shown once: {html}");
+
     // What the roles do allow still works: a developer's own capped credentials, and an
     // admin acting on the owner's personal token.
     let form = [("csrf", dev.csrf.as_str()), ("kind", "api_key"), ("name", "ci"), ("scopes", "messages:send")];
