@@ -626,19 +626,16 @@ struct Edge {
 
 impl Edge {
     async fn dispatch(&self, mut req: Request<ClientBody>, peer: SocketAddr) -> Response<Body> {
-        if header_bytes(&req) > self.max_header_bytes {
-            return json_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large");
+        let refused = self.refusal(&req);
+        // `/decide` answers only trusted proxies, each refusal in the proxy's profile.
+        if gateway::is_decide_path(req.uri().path()) {
+            return self.gateway.decide(req, peer, refused).await;
         }
-        // A request that has been through this deployment already is a loop, whatever
-        // route it is for now (an upstream_url may point anywhere on us).
-        if self.gateway.is_loop(req.headers()) {
-            return json_error(StatusCode::LOOP_DETECTED, "loop detected");
+        if let Some(refused) = refused {
+            return refused;
         }
         if req.uri().path().starts_with(gateway::PREFIX) {
             return self.gateway.handle(req, peer).await;
-        }
-        if gateway::is_decide_path(req.uri().path()) {
-            return self.gateway.decide(req, peer).await;
         }
         let client = ClientAddr::resolve(peer, req.headers(), self.gateway.trusted_proxies()).client;
         req.extensions_mut().insert(PeerAddr { peer, client });
@@ -646,6 +643,21 @@ impl Edge {
             Ok(response) => response,
             Err(never) => match never {},
         }
+    }
+}
+
+impl Edge {
+    /// What no route takes: headers past the limit, and a request that has been through
+    /// this deployment already (a loop, whatever route it is for now: an upstream_url
+    /// may point anywhere on us).
+    fn refusal<B>(&self, req: &Request<B>) -> Option<Response<Body>> {
+        if header_bytes(req) > self.max_header_bytes {
+            return Some(json_error(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "request headers too large"));
+        }
+        if self.gateway.is_loop(req.headers()) {
+            return Some(json_error(StatusCode::LOOP_DETECTED, "loop detected"));
+        }
+        None
     }
 }
 

@@ -5,6 +5,7 @@
 //! original request runs through the same steps as a proxied one (route, canonical
 //! path, address, Client-Token, rules and bearer, then usage), and nothing is forwarded.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 
 use axum::body::Body;
@@ -40,25 +41,24 @@ enum DecideError {
 /// order of SPEC §13.
 fn original_request<B>(req: &Request<B>) -> Result<(Method, Uri), DecideError> {
     let headers = req.headers();
-    let text = |name: &HeaderName| headers.get(name).map(|v| v.to_str().map_err(|_| ()));
-    let method_of = |value: Option<Result<&str, ()>>| -> Result<Method, DecideError> {
+    let text = |name: &HeaderName| headers.get(name).map(|v| readable(v.as_bytes()));
+    let method_of = |value: Option<Cow<'_, str>>| -> Result<Method, DecideError> {
         match value {
             None => Ok(req.method().clone()),
-            Some(Ok(m)) => Method::from_bytes(m.trim().as_bytes()).map_err(|_| DecideError::BadOriginal("method")),
-            Some(Err(())) => Err(DecideError::BadOriginal("method")),
+            Some(m) => Method::from_bytes(m.trim().as_bytes()).map_err(|_| DecideError::BadOriginal("method")),
         }
     };
-    let uri_of = |value: Result<&str, ()>| -> Result<Uri, DecideError> {
-        let uri: Uri = value.ok().and_then(|v| v.trim().parse().ok()).ok_or(DecideError::BadOriginal("URI"))?;
+    let uri_of = |value: &str| -> Result<Uri, DecideError> {
+        let uri: Uri = value.trim().parse().map_err(|_| DecideError::BadOriginal("URI"))?;
         // Only the path and query count: a proxy may send the absolute form.
         let path_and_query = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
         path_and_query.parse().map_err(|_| DecideError::BadOriginal("URI"))
     };
     if let Some(uri) = text(&X_FORWARDED_URI) {
-        return Ok((method_of(text(&X_FORWARDED_METHOD))?, uri_of(uri)?));
+        return Ok((method_of(text(&X_FORWARDED_METHOD))?, uri_of(&uri)?));
     }
     if let Some(uri) = text(&X_ORIGINAL_URI) {
-        return Ok((method_of(text(&X_ORIGINAL_METHOD))?, uri_of(uri)?));
+        return Ok((method_of(text(&X_ORIGINAL_METHOD))?, uri_of(&uri)?));
     }
     // Envoy's `path_prefix: /decide`: the original path follows ours.
     let own = req.uri();
@@ -67,7 +67,25 @@ fn original_request<B>(req: &Request<B>) -> Result<(Method, Uri), DecideError> {
         Some(q) => format!("{path}?{q}"),
         None => path.to_string(),
     };
-    Ok((req.method().clone(), uri_of(Ok(&path_and_query))?))
+    Ok((req.method().clone(), uri_of(&path_and_query)?))
+}
+
+/// A header value as text. A proxy passes the original URI as the client sent it
+/// (nginx's `$request_uri`), raw bytes past ASCII included: those, and controls, are
+/// escaped as the gateway reads them (§11 then refuses an escaped control).
+fn readable(value: &[u8]) -> Cow<'_, str> {
+    let plain = |b: u8| b.is_ascii_graphic() || b == b' ' || b == b'\t';
+    match std::str::from_utf8(value) {
+        Ok(text) if text.bytes().all(plain) => Cow::Borrowed(text),
+        _ => Cow::Owned(value.iter().fold(String::with_capacity(value.len() * 3), |mut text, &b| {
+            if plain(b) {
+                text.push(char::from(b));
+            } else {
+                text.push_str(&format!("%{b:02X}"));
+            }
+            text
+        })),
+    }
 }
 
 /// Whether the answer is for nginx, which turns every status but 2xx/401/403 into a 500.
@@ -77,9 +95,19 @@ fn nginx_profile(uri: &Uri) -> bool {
 
 impl Gateway {
     /// Answers one decision request.
-    pub async fn decide<B>(&self, req: Request<B>, peer: SocketAddr) -> Response<Body> {
+    /// `refused` is the edge's own refusal of it (headers too large, a loop), answered
+    /// in the proxy's profile once the proxy is known to be trusted.
+    pub async fn decide<B>(
+        &self,
+        req: Request<B>,
+        peer: SocketAddr,
+        refused: Option<Response<Body>>,
+    ) -> Response<Body> {
         let nginx = nginx_profile(req.uri());
         let ctx = RequestCtx::new(peer, req.headers(), self.trusted_proxies());
+        if let Some(refused) = refused.filter(|_| ctx.addr.via_trusted_proxy) {
+            return for_profile(refused, nginx);
+        }
         let outcome = if ctx.addr.via_trusted_proxy {
             original_request(&req).map(|(method, uri)| {
                 // The original request, as far as the checks go: its method and target,
@@ -99,11 +127,12 @@ impl Gateway {
         }
         match outcome {
             Ok(Ok(response)) => response,
-            Ok(Err(rejection)) => refusal(rejection, nginx),
+            Ok(Err(rejection)) => for_profile(rejection.into_response(), nginx),
             Err(DecideError::NotTrusted) => json_error(StatusCode::FORBIDDEN, "not a trusted proxy"),
-            Err(DecideError::BadOriginal(what)) => {
-                json_error(StatusCode::BAD_REQUEST, &format!("the original request's {what} is invalid"))
-            }
+            Err(DecideError::BadOriginal(what)) => for_profile(
+                json_error(StatusCode::BAD_REQUEST, &format!("the original request's {what} is invalid")),
+                nginx,
+            ),
         }
     }
 
@@ -123,8 +152,7 @@ impl Gateway {
 
 /// The gateway's own answer; for nginx, statuses it would mangle are sent as `403`
 /// with the real one in `X-Tokengate-Status`.
-fn refusal(rejection: Rejection, nginx: bool) -> Response<Body> {
-    let mut response = rejection.into_response();
+fn for_profile(mut response: Response<Body>, nginx: bool) -> Response<Body> {
     let status = response.status();
     if nginx && status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN {
         response.headers_mut().insert(X_TOKENGATE_STATUS, HeaderValue::from(status.as_u16()));
@@ -167,6 +195,24 @@ mod tests {
         );
     }
 
+    fn for_profile_of(rejection: Rejection, nginx: bool) -> Response<Body> {
+        for_profile(rejection.into_response(), nginx)
+    }
+
+    #[test]
+    fn raw_bytes_of_an_original_uri_are_escaped_as_the_gateway_reads_them() {
+        assert_eq!(readable(b"/a/b?x=1"), "/a/b?x=1");
+        assert!(matches!(readable(b"/a/b?x=1"), Cow::Borrowed(_)));
+        assert_eq!(readable("/caf\u{e9}".as_bytes()), "/caf%C3%A9");
+        assert_eq!(readable(b"/a\x00b\x7f\xff"), "/a%00b%7F%FF");
+        let req = request("/decide", &[]);
+        let mut req = req;
+        req.headers_mut()
+            .insert(X_ORIGINAL_URI, HeaderValue::from_bytes("/instances/i/token/t/caf\u{e9}".as_bytes()).unwrap());
+        let (_, uri) = original_request(&req).map_err(|_| ()).unwrap();
+        assert_eq!(uri.path(), "/instances/i/token/t/caf%C3%A9");
+    }
+
     #[test]
     fn decide_paths() {
         assert!(is_decide_path("/decide"));
@@ -177,15 +223,17 @@ mod tests {
 
     #[test]
     fn the_nginx_profile_keeps_401_and_403_and_moves_the_rest_to_403() {
-        let limited =
-            refusal(Rejection::Bearer(tokengate_core::Denial::RateLimited { retry_after_seconds: 7 }, None), true);
+        let limited = for_profile_of(
+            Rejection::Bearer(tokengate_core::Denial::RateLimited { retry_after_seconds: 7 }, None),
+            true,
+        );
         assert_eq!(limited.status(), StatusCode::FORBIDDEN);
         assert_eq!(limited.headers()[&X_TOKENGATE_STATUS], "429");
         assert_eq!(limited.headers()[http::header::RETRY_AFTER], "7");
-        let missing = refusal(Rejection::ClientTokenMissing, true);
+        let missing = for_profile_of(Rejection::ClientTokenMissing, true);
         assert_eq!(missing.status(), StatusCode::FORBIDDEN);
         assert!(missing.headers().get(&X_TOKENGATE_STATUS).is_none());
-        assert_eq!(refusal(Rejection::InstanceNotFound, false).status(), StatusCode::NOT_FOUND);
-        assert_eq!(refusal(Rejection::InstanceNotFound, true).headers()[&X_TOKENGATE_STATUS], "404");
+        assert_eq!(for_profile_of(Rejection::InstanceNotFound, false).status(), StatusCode::NOT_FOUND);
+        assert_eq!(for_profile_of(Rejection::InstanceNotFound, true).headers()[&X_TOKENGATE_STATUS], "404");
     }
 }

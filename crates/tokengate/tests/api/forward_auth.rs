@@ -94,6 +94,8 @@ http {{
             proxy_set_header Content-Length "";
             proxy_set_header X-Original-URI $request_uri;
             proxy_set_header X-Original-Method $request_method;
+            proxy_set_header X-Forwarded-Uri "";
+            proxy_set_header X-Forwarded-Method "";
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
         }}
     }}
@@ -218,6 +220,22 @@ async fn the_gateway_rules_hold_through(s: &Scene, proxy: &Proxy, nginx: bool) {
     assert_eq!(no_bearer.status(), StatusCode::UNAUTHORIZED);
     let wrong_scope = s.through(proxy, "/send-text", true, Some(&s.reader)).await;
     assert_eq!(wrong_scope.status(), StatusCode::FORBIDDEN);
+    // The client cannot choose what is decided: its own X-Forwarded-Uri naming a request
+    // that would pass, on a request that must not.
+    let wrong_instance = format!("/instances/{}/token/tgi_nope/send-text", s.instance.0);
+    let smuggled = s
+        .app
+        .http
+        .post(proxy.url(&wrong_instance))
+        .header("X-Forwarded-Uri", s.path("/send-text"))
+        .header("X-Forwarded-Method", "POST")
+        .header("X-Original-URI", s.path("/send-text"))
+        .header("Client-Token", &s.client_token)
+        .bearer_auth(&s.key)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(smuggled.status(), StatusCode::OK, "the proxy's own view of the request is decided");
     assert_eq!(s.app.upstream.count(), before, "no refused request reached the upstream");
 
     let ok = s.through(proxy, "/send-text?to=55", true, Some(&s.key)).await;
@@ -354,4 +372,42 @@ async fn decide_answers_only_trusted_proxies() {
     }
     // The same request through the gateway itself is allowed (no Client-Token yet).
     assert_eq!(app.call(&instance, "/x", &[]).await.0, StatusCode::OK);
+    // A loop from an untrusted peer is still "not a trusted proxy".
+    let via = app.upstream.last().headers["via"].to_str().unwrap().to_string();
+    let res = app.http.get(app.url("/decide?profile=nginx")).header("X-Forwarded-Uri", &path).header("Via", &via);
+    let res = res.send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    assert_eq!(res.text().await.unwrap(), r#"{"error":"not a trusted proxy"}"#);
+}
+
+/// The edge's own refusals (a loop, an unreadable original URI) come in nginx's profile
+/// too: nginx would turn a 508 or a 400 into a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refusal_of_decide_follows_the_nginx_profile() {
+    let s = scene().await;
+    // A request forwarded by the gateway itself shows this deployment's `Via`.
+    let plain = s.app.create_instance(&s.account).await;
+    let (status, _) = s.app.call(&plain, "/x", &[("Client-Token", &s.client_token)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let via = s.app.upstream.last().headers["via"].to_str().unwrap().to_string();
+    let decide = |profile: &str, method: &str| {
+        s.app
+            .http
+            .get(s.app.url(&format!("/decide{profile}")))
+            .header("X-Original-URI", s.path("/send-text"))
+            .header("X-Original-Method", method)
+            .header("Client-Token", &s.client_token)
+            .bearer_auth(&s.key)
+    };
+    assert_eq!(decide("", "POST").send().await.unwrap().status(), StatusCode::OK);
+    let looped = decide("?profile=nginx", "POST").header("Via", &via).send().await.unwrap();
+    assert_eq!(looped.status(), StatusCode::FORBIDDEN);
+    assert_eq!(looped.headers()["x-tokengate-status"], "508");
+    assert_eq!(looped.text().await.unwrap(), r#"{"error":"loop detected"}"#);
+    let looped = decide("", "POST").header("Via", &via).send().await.unwrap();
+    assert_eq!(looped.status(), StatusCode::LOOP_DETECTED);
+    let bad = decide("?profile=nginx", "P(ST").send().await.unwrap();
+    assert_eq!(bad.status(), StatusCode::FORBIDDEN);
+    assert_eq!(bad.headers()["x-tokengate-status"], "400");
+    assert_eq!(decide("", "P(ST").send().await.unwrap().status(), StatusCode::BAD_REQUEST);
 }
