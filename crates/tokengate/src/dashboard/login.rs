@@ -140,9 +140,17 @@ pub async fn login(
     let keys = ThrottleKeys::new(&email, ip);
     let store = &state.services.store;
     let now = Timestamp::now();
-    match store.throttle_locked(&[&keys.email, &keys.address], now).await {
+    let locked = login_page(&state, lang, Some(lang.t("login-locked")), StatusCode::TOO_MANY_REQUESTS);
+    match store.throttle_locked(&[&keys.address], now).await {
         Ok(false) => {}
-        Ok(true) => return login_page(&state, lang, Some(lang.t("login-locked")), StatusCode::TOO_MANY_REQUESTS),
+        Ok(true) => return locked,
+        Err(e) => return DashError::store(e, lang).into_response(),
+    }
+    // The attempt is counted against the email before the password is checked, so that
+    // concurrent guesses cannot all pass the lock check; a right password resets it.
+    match store.throttle_attempt(&keys.email, EMAIL_FREE_FAILURES, now).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return locked,
         Err(e) => return DashError::store(e, lang).into_response(),
     }
     let record = match store.login_record(&email).await {
@@ -151,11 +159,7 @@ pub async fn login(
     };
     let ok = verify_password(form.password, record.as_ref().map(|r| r.password_hash.clone())).await;
     let Some(record) = record.filter(|_| ok) else {
-        let counted = async {
-            store.throttle_failed(&keys.email, EMAIL_FREE_FAILURES, now).await?;
-            store.throttle_failed(&keys.address, ADDRESS_FREE_FAILURES, now).await
-        };
-        if let Err(e) = counted.await {
+        if let Err(e) = store.throttle_failed(&keys.address, ADDRESS_FREE_FAILURES, now).await {
             return DashError::store(e, lang).into_response();
         }
         tracing::info!(ip = ?ip, "dashboard login failed");
@@ -215,24 +219,23 @@ async fn pending(
     Some((digest, session, totp, csrf))
 }
 
-/// Counts a wrong one-time code: against the member (across logins), the client
-/// address, and the pending login, which ends at [`PENDING_MAX_FAILURES`].
-async fn wrong_code(
-    state: &DashState,
-    member: tokengate_core::MemberId,
-    address: &str,
-    pending: Option<tokengate_core::Digest>,
-) -> Result<(), StoreError> {
+/// Whether a one-time code may be checked: the client address is not locked, and the
+/// attempt is counted against the member (across logins) *before* the code is checked,
+/// unless the member's code step is locked. Concurrent guesses are each counted first,
+/// so they cannot outrun the lock; a right code resets the count.
+async fn code_attempt(state: &DashState, member: tokengate_core::MemberId, address: &str) -> Result<bool, StoreError> {
     let store = &state.services.store;
     let now = Timestamp::now();
-    store.throttle_failed(&ThrottleKeys::otp(member), OTP_FREE_FAILURES, now).await?;
-    store.throttle_failed(address, ADDRESS_FREE_FAILURES, now).await?;
-    if let Some(digest) = pending
-        && store.mfa_failed(digest).await? >= PENDING_MAX_FAILURES
-    {
-        store.delete_session(digest).await?;
+    if store.throttle_locked(&[address], now).await? {
+        return Ok(false);
     }
-    Ok(())
+    Ok(store.throttle_attempt(&ThrottleKeys::otp(member), OTP_FREE_FAILURES, now).await?.is_some())
+}
+
+/// A wrong one-time code (already counted against the member): counted against the
+/// client address too.
+async fn wrong_code(state: &DashState, address: &str) -> Result<(), StoreError> {
+    state.services.store.throttle_failed(address, ADDRESS_FREE_FAILURES, Timestamp::now()).await
 }
 
 fn totp_context(member: &crate::store::Member) -> String {
@@ -294,10 +297,21 @@ pub async fn otp(
         (status, page).into_response()
     };
     let store = &state.services.store;
-    match store.throttle_locked(&[&ThrottleKeys::otp(member), &keys.address], Timestamp::now()).await {
-        Ok(false) => {}
-        Ok(true) => return failed(StatusCode::TOO_MANY_REQUESTS),
+    match code_attempt(&state, member, &keys.address).await {
+        Ok(true) => {}
+        Ok(false) => return failed(StatusCode::TOO_MANY_REQUESTS),
         Err(e) => return DashError::store(e, lang).into_response(),
+    }
+    // The pending login's count, also before the check: past its limit it is over.
+    let attempts = match store.mfa_attempt(digest).await {
+        Ok(n) => n,
+        Err(e) => return DashError::store(e, lang).into_response(),
+    };
+    if attempts > PENDING_MAX_FAILURES {
+        return match store.delete_session(digest).await {
+            Ok(()) => failed(StatusCode::UNAUTHORIZED),
+            Err(e) => DashError::store(e, lang).into_response(),
+        };
     }
     let accepted = match matching_step(&totp, &form.code, now_secs()) {
         Some(step) => store.complete_mfa(digest, member, step).await,
@@ -309,10 +323,19 @@ pub async fn otp(
             Err(e) => DashError::store(e, lang).into_response(),
         },
         // A wrong code, or a right one already used (a replay).
-        Err(StoreError::Conflict(_)) => match wrong_code(&state, member, &keys.address, Some(digest)).await {
-            Ok(()) => failed(StatusCode::UNAUTHORIZED),
-            Err(e) => DashError::store(e, lang).into_response(),
-        },
+        Err(StoreError::Conflict(_)) => {
+            let counted = async {
+                wrong_code(&state, &keys.address).await?;
+                if attempts >= PENDING_MAX_FAILURES {
+                    store.delete_session(digest).await?;
+                }
+                Ok::<_, StoreError>(())
+            };
+            match counted.await {
+                Ok(()) => failed(StatusCode::UNAUTHORIZED),
+                Err(e) => DashError::store(e, lang).into_response(),
+            }
+        }
         Err(e) => DashError::store(e, lang).into_response(),
     }
 }
@@ -441,7 +464,7 @@ pub async fn disable_twofa(
     let store = &state.services.store;
     let otp_key = ThrottleKeys::otp(user.member.id);
     let address = ThrottleKeys::new(&user.member.email, user.ip).address;
-    if store.throttle_locked(&[&otp_key, &address], Timestamp::now()).await.map_err(|e| DashError::store(e, lang))? {
+    if !code_attempt(&state, user.member.id, &address).await.map_err(|e| DashError::store(e, lang))? {
         return Ok((StatusCode::TOO_MANY_REQUESTS, enabled_page(&user, Some(lang.t("otp-failed")))).into_response());
     }
     let record = store.login_record(&user.member.email).await.map_err(|e| DashError::store(e, lang))?;
@@ -451,9 +474,10 @@ pub async fn disable_twofa(
         .and_then(|secret| totp(secret.to_vec(), &user.member.email))
         .and_then(|t| matching_step(&t, &form.code, now_secs()));
     if current.is_none() {
-        wrong_code(&state, user.member.id, &address, None).await.map_err(|e| DashError::store(e, lang))?;
+        wrong_code(&state, &address).await.map_err(|e| DashError::store(e, lang))?;
         return Ok((StatusCode::UNAUTHORIZED, enabled_page(&user, Some(lang.t("otp-failed")))).into_response());
     }
+    store.throttle_reset(&otp_key).await.map_err(|e| DashError::store(e, lang))?;
     let audit = user.actor().audit(Some(user.member.account_id), "member.totp_disabled", user.member.id);
     store.set_totp(user.member.id, None, user.digest, &audit).await.map_err(|e| DashError::store(e, lang))?;
     Ok(Redirect::to("/dashboard/2fa").into_response())

@@ -301,8 +301,10 @@ pub trait SessionStore {
         keep_session: Digest,
         audit: &AuditEntry,
     ) -> StoreResult<()>;
-    /// Counts a wrong one-time code against a pending login; returns how many it has had.
-    async fn mfa_failed(&self, digest: Digest) -> StoreResult<u32>;
+    /// Counts a one-time code against a pending login before it is checked (so that
+    /// concurrent guesses cannot outrun the limit); returns how many it has had, or
+    /// `u32::MAX` when the login is no longer pending.
+    async fn mfa_attempt(&self, digest: Digest) -> StoreResult<u32>;
     /// Deletes sessions idle since `idle_before` or created before `created_before`, and
     /// pending logins created before `pending_before`. Returns how many.
     async fn prune_sessions(
@@ -321,6 +323,11 @@ pub trait ThrottleStore {
     /// Counts a failure; past `free` failures in a row, the key is locked for one
     /// minute, doubling with each further failure (up to 64 minutes).
     async fn throttle_failed(&self, key: &str, free: u32, now: Timestamp) -> StoreResult<()>;
+    /// Counts an attempt as a failure *before* it is checked, unless the key is locked
+    /// (`None`: the attempt is not to be checked); a success then resets the key. Many
+    /// concurrent attempts cannot outrun the lock: each is counted, in one statement,
+    /// before any is answered.
+    async fn throttle_attempt(&self, key: &str, free: u32, now: Timestamp) -> StoreResult<Option<u32>>;
     /// Forgets a key's failures (a success).
     async fn throttle_reset(&self, key: &str) -> StoreResult<()>;
     /// Forgets keys neither locked nor touched since `before`.

@@ -415,6 +415,73 @@ async fn login_throttles_and_the_one_time_code_step() {
     assert_eq!(otp_step(&v, &totp.generate_current().unwrap()).await, StatusCode::TOO_MANY_REQUESTS);
 }
 
+/// Guesses sent all at once cannot outrun the throttles: each attempt is counted before
+/// it is checked, so exactly the free ones are checked (401) and the rest refused (429).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_guesses_are_counted_before_they_are_checked() {
+    let app = TestApp::spawn_with(None, |c| c.trusted_proxies = vec!["127.0.0.0/8".into()]).await;
+    let acc = app.create_account("Race").await;
+    member(&app, &acc, "ana@example.com", "admin").await;
+    member(&app, &acc, "bo@example.com", "admin").await;
+
+    // Passwords: 15 wrong ones for one email, each from its own address, at once.
+    let guesses = (0..15).map(|i| {
+        let from = format!("198.51.100.{i}");
+        let app = &app;
+        async move { Visitor::login_from(app, "bo@example.com", "wrong", Some(&from)).await.1 }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (5, 10), "{statuses:?}");
+
+    // One-time codes: 6 pending logins of one member, 5 wrong codes each, all at once:
+    // 10 are checked, then the member's code step is locked.
+    let (ana, _) = Visitor::login_from(&app, "ana@example.com", PASSWORD, Some("203.0.113.1")).await;
+    let (_, html) = ana.get("/dashboard/2fa").await;
+    let (secret, totp) = enrollment_of(&html, "ana@example.com");
+    let code = totp.generate_current().unwrap();
+    let (s, _) = ana.post("/dashboard/2fa/enable", &[("csrf", &ana.csrf), ("secret", &secret), ("code", &code)]).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let mut pending = Vec::new();
+    for i in 0..6 {
+        let (v, s) =
+            Visitor::login_from(&app, "ana@example.com", PASSWORD, Some(&format!("203.0.113.{}", 10 + i))).await;
+        assert_eq!(s, StatusCode::SEE_OTHER);
+        let (_, form) = v.get("/login/otp").await;
+        pending.push((v, csrf_of(&form)));
+    }
+    let guesses = pending.iter().flat_map(|(v, csrf)| {
+        (0..5).map(move |_| async move { v.post("/login/otp", &[("csrf", csrf), ("code", wrong)]).await.0 })
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == StatusCode::UNAUTHORIZED).count();
+    let refused = statuses.iter().filter(|s| **s == StatusCode::TOO_MANY_REQUESTS).count();
+    assert_eq!((checked, refused), (10, 20), "{statuses:?}");
+
+    // One pending login, 8 wrong codes at once: it ends after 5 (those past it are
+    // not checked), and the right code then finds no login.
+    let bo_like = app.create_account("Race2").await;
+    member(&app, &bo_like, "cy@example.com", "admin").await;
+    let (cy, _) = Visitor::login_from(&app, "cy@example.com", PASSWORD, Some("203.0.113.90")).await;
+    let (_, html) = cy.get("/dashboard/2fa").await;
+    let (secret, totp) = enrollment_of(&html, "cy@example.com");
+    let code = totp.generate_current().unwrap();
+    let (s, _) = cy.post("/dashboard/2fa/enable", &[("csrf", &cy.csrf), ("secret", &secret), ("code", &code)]).await;
+    assert_eq!(s, StatusCode::SEE_OTHER);
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (v, _) = Visitor::login_from(&app, "cy@example.com", PASSWORD, Some("203.0.113.91")).await;
+    let (_, form) = v.get("/login/otp").await;
+    let csrf = csrf_of(&form);
+    let form = [("csrf", csrf.as_str()), ("code", wrong)];
+    let guesses = (0..8).map(|_| v.post("/login/otp", &form));
+    let statuses = futures_util::future::join_all(guesses).await;
+    assert!(statuses.iter().all(|(s, _)| *s == StatusCode::UNAUTHORIZED || s.is_redirection()), "{statuses:?}");
+    let (_, form) = v.get("/login/otp").await;
+    assert!(!form.contains("name=\"csrf\""), "the pending login is over");
+}
+
 /// On PostgreSQL the throttle is the deployment's: failures on one node lock the
 /// email on the other.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -122,7 +122,7 @@ impl SessionStore for SqlStore {
         self.finish(tx, audit, None).await
     }
 
-    async fn mfa_failed(&self, digest: Digest) -> StoreResult<u32> {
+    async fn mfa_attempt(&self, digest: Digest) -> StoreResult<u32> {
         let row = sqlx::query(
             "UPDATE sessions SET mfa_failures = mfa_failures + 1 WHERE id_digest = $1 AND mfa_pending = 1 \
              RETURNING mfa_failures",
@@ -170,29 +170,11 @@ impl ThrottleStore for SqlStore {
     }
 
     async fn throttle_failed(&self, key: &str, free: u32, now: Timestamp) -> StoreResult<()> {
-        let mut tx = self.begin().await?;
-        // One upsert counts (atomically on both engines), then the lock follows the count.
-        let row = sqlx::query(
-            "INSERT INTO login_throttles (key, failures, locked_until, updated_at) VALUES ($1, 1, NULL, $2) \
-             ON CONFLICT (key) DO UPDATE SET failures = login_throttles.failures + 1, updated_at = $2 \
-             RETURNING failures",
-        )
-        .bind(key)
-        .bind(now.as_millis())
-        .fetch_one(&mut *tx)
-        .await?;
-        let failures = u32::try_from(row.try_get::<i64, _>("failures")?).unwrap_or(u32::MAX);
-        if failures >= free {
-            let doublings = (failures - free).min(6);
-            let until = now.plus_secs(60i64 << doublings);
-            sqlx::query("UPDATE login_throttles SET locked_until = $1 WHERE key = $2")
-                .bind(until.as_millis())
-                .bind(key)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.count_failure(key, free, now, false).await.map(drop)
+    }
+
+    async fn throttle_attempt(&self, key: &str, free: u32, now: Timestamp) -> StoreResult<Option<u32>> {
+        self.count_failure(key, free, now, true).await
     }
 
     async fn throttle_reset(&self, key: &str) -> StoreResult<()> {
@@ -208,5 +190,41 @@ impl ThrottleStore for SqlStore {
         .execute(&self.write)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+impl SqlStore {
+    /// One upsert counts (atomically on both engines; with `unless_locked`, not while
+    /// the key is locked), then the lock follows the count, in the same transaction: a
+    /// concurrent attempt waits for it and sees the lock.
+    async fn count_failure(
+        &self,
+        key: &str,
+        free: u32,
+        now: Timestamp,
+        unless_locked: bool,
+    ) -> StoreResult<Option<u32>> {
+        const COUNT: &str = "INSERT INTO login_throttles (key, failures, locked_until, updated_at) VALUES ($1, 1, NULL, $2) \
+             ON CONFLICT (key) DO UPDATE SET failures = login_throttles.failures + 1, updated_at = $2";
+        const UNLOCKED: &str = " WHERE login_throttles.locked_until IS NULL OR login_throttles.locked_until <= $2";
+        let sql = format!("{COUNT}{} RETURNING failures", if unless_locked { UNLOCKED } else { "" });
+        let mut tx = self.begin().await?;
+        let Some(row) =
+            sqlx::query(sqlx::AssertSqlSafe(sql)).bind(key).bind(now.as_millis()).fetch_optional(&mut *tx).await?
+        else {
+            return Ok(None);
+        };
+        let failures = u32::try_from(row.try_get::<i64, _>("failures")?).unwrap_or(u32::MAX);
+        if failures >= free {
+            let doublings = (failures - free).min(6);
+            let until = now.plus_secs(60i64 << doublings);
+            sqlx::query("UPDATE login_throttles SET locked_until = $1 WHERE key = $2")
+                .bind(until.as_millis())
+                .bind(key)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Some(failures))
     }
 }
