@@ -36,7 +36,8 @@ pub struct VerifyRequest {
     pub token: String,
     #[serde(default)]
     pub required_scopes: Vec<String>,
-    /// The address the token was presented from, to check its IP allowlist.
+    /// The address the token was presented from, to check its IP allowlist (without
+    /// it, the caller's own address is checked).
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, format = Ipv4))]
     pub ip: Option<std::net::IpAddr>,
 }

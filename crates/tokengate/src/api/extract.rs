@@ -53,10 +53,25 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
         }
         let mut value: serde_json::Value =
             serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("malformed JSON: {e}")))?;
+        if holds_nul(&value) {
+            // No store keeps a NUL in text (PostgreSQL refuses it): refused here, for every
+            // field of every endpoint, rather than failing in the store.
+            return Err(ApiError::Unprocessable("strings must not contain NUL (\\u0000)".into()));
+        }
         integral_floats_as_integers(&mut value);
         serde_json::from_value(value)
             .map(ApiJson)
             .map_err(|e| ApiError::Unprocessable(format!("invalid request body: {e}")))
+    }
+}
+
+/// Whether any string of `value`, or any field name, holds a NUL.
+fn holds_nul(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::String(text) => text.contains('\0'),
+        serde_json::Value::Array(items) => items.iter().any(holds_nul),
+        serde_json::Value::Object(fields) => fields.iter().any(|(name, v)| name.contains('\0') || holds_nul(v)),
+        _ => false,
     }
 }
 

@@ -85,13 +85,18 @@ pub async fn token_usage(
 pub async fn verify(
     State(s): State<Services>,
     caller: Verifier,
+    extensions: http::Extensions,
     ApiJson(body): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<Verification>> {
     let only = match caller {
         Verifier::Admin => None,
         Verifier::Account(acc) => Some(acc),
     };
-    Ok(Json(s.verify_token(&body.token, &body.required_scopes, body.ip, only)))
+    // The token's IP allowlist is checked against `ip` when the caller names the address
+    // it was presented from, else against the caller's own (resolved through
+    // `trusted_proxies`, as at the gateway).
+    let ip = body.ip.or_else(|| crate::gateway::PeerAddr::ip_of(&extensions));
+    Ok(Json(s.verify_token(&body.token, &body.required_scopes, ip, only)))
 }
 
 #[utoipa::path(post, path = "/v1/accounts/{acc}/tokens/import", tag = "tokens", params(("acc" = String, Path)),

@@ -72,7 +72,7 @@ fn valid_scopes(scopes: &[String]) -> ServiceResult<()> {
 fn valid_jwks_uri(uri: &str) -> ServiceResult<()> {
     let bad = || ServiceError::Invalid("jwks_uri must be an https:// URL (or http:// on a loopback address)".into());
     let url = url::Url::parse(uri).map_err(|_| bad())?;
-    if uri.len() > 2048 || !url.username().is_empty() || url.password().is_some() {
+    if uri.len() > 2048 || uri.chars().any(char::is_control) || !url.username().is_empty() || url.password().is_some() {
         return Err(bad());
     }
     match url.scheme() {

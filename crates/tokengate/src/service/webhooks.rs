@@ -27,7 +27,8 @@ impl Services {
         self.account(account).await?;
         let url = new.url.trim();
         let parsed = url::Url::parse(url).map_err(|_| ServiceError::Invalid("url must be an absolute URL".into()))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() || url.len() > 2048 {
+        let controls = url.chars().any(char::is_control);
+        if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() || url.len() > 2048 || controls {
             return Err(ServiceError::Invalid(
                 "url must be an http:// or https:// URL of at most 2048 characters".into(),
             ));
@@ -37,8 +38,9 @@ impl Services {
         }
         self.egress_allows_url(url, "url")?;
         let mut events = new.events;
-        events.sort();
-        events.dedup();
+        // The events as asked for, each once.
+        let mut seen = std::collections::HashSet::new();
+        events.retain(|e| seen.insert(e.clone()));
         if events.is_empty() {
             return Err(ServiceError::Invalid("events must list at least one event".into()));
         }

@@ -140,6 +140,22 @@ async fn bad_input_is_a_clear_4xx(kind: StoreKind) {
         (Method::GET, format!("/v1/accounts/{acc}/usage?since=yesterday"), b"", "application/json", 422),
         (Method::GET, format!("/v1/accounts/{acc}/audit?limit=0"), b"", "application/json", 422),
         (Method::GET, format!("/v1/accounts/{acc}/audit?limit=abc"), b"", "application/json", 422),
+        // No store keeps a NUL in text (PostgreSQL refuses it): a 422, not a 503.
+        (Method::POST, "/v1/accounts".into(), b"{\"name\":\"a\\u0000b\"}", "application/json", 422),
+        (
+            Method::POST,
+            format!("/v1/accounts/{acc}/webhooks"),
+            b"{\"url\":\"https://h.example/a\\u0000b\",\"events\":[\"token.created\"]}",
+            "application/json",
+            422,
+        ),
+        (
+            Method::POST,
+            format!("/v1/accounts/{acc}/trusted-issuers"),
+            b"{\"issuer\":\"https://idp.example\",\"jwks_uri\":\"https://idp.example/k\\u0000\",\"audience\":\"a\"}",
+            "application/json",
+            422,
+        ),
         // Instants RFC 3339 cannot write are refused (no overflow on the way).
         (Method::GET, format!("/v1/accounts/{acc}/usage?since=-9223372036854775"), b"", "application/json", 422),
         (Method::GET, format!("/v1/accounts/{acc}/usage?since=9223372036854775807"), b"", "application/json", 422),

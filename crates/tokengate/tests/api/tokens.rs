@@ -340,7 +340,7 @@ async fn verify_reasons(kind: StoreKind) {
     let good = app
         .create_token(
             &acc,
-            json!({"name": "g", "kind": "api_key", "scopes": ["messages:*"], "ip_allowlist": ["10.0.0.0/8"]}),
+            json!({"name": "g", "kind": "api_key", "scopes": ["messages:*"], "ip_allowlist": ["10.0.0.0/8", "127.0.0.0/8"]}),
         )
         .await;
     let key = secret(&good);
@@ -371,6 +371,14 @@ async fn verify_reasons(kind: StoreKind) {
     }
     let (_, v) = app.verify(&admin, json!({"token": key, "ip": "10.9.9.9"})).await;
     assert_eq!(v["valid"], true);
+    // Without `ip`, the caller's own address is the one checked.
+    let elsewhere = app
+        .create_token(&acc, json!({"name": "x", "kind": "api_key", "scopes": ["*"], "ip_allowlist": ["10.0.0.0/8"]}))
+        .await;
+    let (_, v) = app.verify(&admin, json!({"token": secret(&elsewhere)})).await;
+    assert_eq!((v["valid"].as_bool(), reason(&v)), (Some(false), "ip_not_allowed".to_string()), "{v}");
+    let (_, v) = app.verify(&admin, json!({"token": secret(&elsewhere), "ip": "10.1.2.3"})).await;
+    assert_eq!(v["valid"], true, "{v}");
 
     let short = secret(
         &app.create_token(&acc, json!({"name": "e", "kind": "api_key", "scopes": ["*"], "expires_in_seconds": 1}))

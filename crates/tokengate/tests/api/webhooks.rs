@@ -155,10 +155,19 @@ async fn events_are_signed_retried_and_logged() {
         (receiver.url().as_str(), vec!["token.deleted"]),
         (receiver.url().as_str(), vec![]),
         ("ftp://example.com/x", vec!["token.created"]),
+        ("http://127.0.0.1:9/a\u{0}b", vec!["token.created"]),
+        ("http://127.0.0.1:9/a\nb", vec!["token.created"]),
     ] {
         let (status, body) = app.webhook(&account, url, &events).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{url} {events:?}: {body}");
     }
+    // The events are answered as asked for, each once.
+    let (status, other) =
+        app.webhook(&account, &receiver.url(), &["token.revoked", "token.created", "token.revoked"]).await;
+    assert_eq!(status, StatusCode::CREATED, "{other}");
+    assert_eq!(other["events"], json!(["token.revoked", "token.created"]));
+    let (_, fetched) = app.admin(Method::GET, &format!("/v1/webhooks/{}", other["id"].as_str().unwrap()), None).await;
+    assert_eq!(fetched["events"], json!(["token.revoked", "token.created"]));
     assert_eq!(app.admin(Method::DELETE, &format!("/v1/webhooks/{hook_id}"), None).await.0, StatusCode::NO_CONTENT);
     assert_eq!(app.admin(Method::GET, &format!("/v1/webhooks/{hook_id}"), None).await.0, StatusCode::NOT_FOUND);
     receiver.task.abort();
