@@ -38,9 +38,9 @@ pub struct Deactivated {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct RotateBody {
-    /// Seconds the replaced token keeps working (0 to 2592000; default 0).
+    /// Seconds the replaced token keeps working (0 to 3153600000, 100 years; default 0).
     #[serde(default)]
-    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 2592000))]
+    #[cfg_attr(feature = "openapi", schema(minimum = 0, maximum = 3153600000_u64))]
     pub grace_seconds: u64,
 }
 

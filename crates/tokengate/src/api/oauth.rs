@@ -63,7 +63,7 @@ fn client_credentials(form: &Form) -> Result<Option<(String, String)>, OAuthErro
     let basic = form
         .headers
         .get(header::AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Basic "))
+        .and_then(|v| crate::gateway::credentials_of(v.as_bytes(), "Basic"))
         .map(|encoded| {
             let decoded = base64::engine::general_purpose::STANDARD
                 .decode(encoded.trim_ascii())

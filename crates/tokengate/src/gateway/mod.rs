@@ -141,7 +141,15 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&[u8]> {
 
 /// The token of an `Authorization` value of the `Bearer` scheme.
 pub fn bearer_of(authorization: &[u8]) -> Option<&[u8]> {
-    authorization.strip_prefix(b"Bearer ").map(<[u8]>::trim_ascii)
+    credentials_of(authorization, "Bearer")
+}
+
+/// What follows `scheme` and a space in an `Authorization` value; the scheme's name is
+/// matched case-insensitively (RFC 9110 §11.1).
+pub fn credentials_of<'a>(authorization: &'a [u8], scheme: &str) -> Option<&'a [u8]> {
+    let (name, rest) = authorization.split_at_checked(scheme.len())?;
+    let rest = rest.strip_prefix(b" ")?;
+    name.eq_ignore_ascii_case(scheme.as_bytes()).then(|| rest.trim_ascii())
 }
 
 /// What the checks read of a request: method, path and the two credentials. Built
@@ -514,6 +522,16 @@ fn canonical(path: &str, tail_start: usize) -> Result<Tail, Rejection> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn auth_schemes_are_matched_case_insensitively() {
+        assert_eq!(bearer_of(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_of(b"bEARER  abc "), Some(&b"abc"[..]));
+        for not in [&b"Bearerabc"[..], b"Bearer", b"Basic abc", b"Bear abc", b"", b"Bearer\tabc"] {
+            assert_eq!(bearer_of(not), None, "{}", String::from_utf8_lossy(not));
+        }
+        assert_eq!(credentials_of(b"basic dXNlcjpwdw==", "Basic"), Some(&b"dXNlcjpwdw=="[..]));
+    }
 
     #[test]
     fn gateway_paths_split() {

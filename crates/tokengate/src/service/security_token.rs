@@ -11,7 +11,11 @@ use crate::store::{Change, SecurityToken, SecurityTokenStore};
 pub use tokengate_proto::security_token::SecurityTokenView;
 
 /// Longest grace period a rotation may keep the previous token for (30 days).
-pub const MAX_GRACE_SECONDS: u64 = 30 * 24 * 3600;
+/// The longest grace period, rate-limit window or API-key lifetime taken: 100 years
+/// (the spec names no cap for these; past it a duration says nothing more, and every
+/// instant it leads to stays one RFC 3339 can write).
+pub const MAX_DURATION_SECONDS: u64 = 100 * 365 * 24 * 3600;
+pub const MAX_GRACE_SECONDS: u64 = MAX_DURATION_SECONDS;
 
 fn status_of(token: Option<&SecurityToken>) -> SecurityTokenStatus {
     match token {

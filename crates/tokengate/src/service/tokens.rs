@@ -12,8 +12,11 @@ use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
 use crate::store::{ApiToken, Change, InstanceStore, MemberStore, TokenFormat, TokenStore};
 pub use tokengate_proto::tokens::{NewToken, Verification};
 
-/// The longest an API key may live (ten years); personal tokens are capped per account.
-const MAX_API_KEY_SECONDS: u64 = 10 * 365 * 24 * 3600;
+/// A rate-limit window: at most [`super::security_token::MAX_DURATION_SECONDS`].
+const MAX_WINDOW_SECONDS: u32 = 3_153_600_000;
+/// The longest an API key may live (100 years); personal tokens are capped per account.
+const MAX_API_KEY_SECONDS: u64 = super::security_token::MAX_DURATION_SECONDS;
+const _: () = assert!(MAX_WINDOW_SECONDS as u64 == super::security_token::MAX_DURATION_SECONDS);
 
 fn duration_secs(value: Option<u64>, what: &str, max: u64) -> ServiceResult<Option<i64>> {
     match value {
@@ -43,13 +46,12 @@ impl Services {
         if new.ip_allowlist.len() > 100 {
             return Err(ServiceError::Invalid("at most 100 CIDRs".into()));
         }
-        if new
-            .rate_limit
-            .is_some_and(|rl| !(1..=1_000_000).contains(&rl.limit) || !(1..=86_400).contains(&rl.window_seconds))
-        {
-            return Err(ServiceError::Invalid(
-                "rate_limit needs limit from 1 to 1000000 and window_seconds from 1 to 86400".into(),
-            ));
+        if new.rate_limit.is_some_and(|rl| {
+            !(1..=1_000_000).contains(&rl.limit) || !(1..=MAX_WINDOW_SECONDS).contains(&rl.window_seconds)
+        }) {
+            return Err(ServiceError::Invalid(format!(
+                "rate_limit needs limit from 1 to 1000000 and window_seconds from 1 to {MAX_WINDOW_SECONDS}"
+            )));
         }
         for instance in &new.instance_ids {
             let found = self.store.get_instance(*instance).await.map_err(|e| not_found(e, "instance"))?;

@@ -169,6 +169,15 @@ async fn leak_reports_are_limited_and_bad_ones_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Unsigned GitHub reports count as well: the eleventh, signed or not, waits.
+    let fresh = TestApp::spawn(StoreKind::Sqlite).await;
+    for _ in 0..10 {
+        let res = fresh.http.post(fresh.url("/v1/leaks/github")).body("[]").send().await.unwrap();
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = fresh.http.post(fresh.url("/v1/leaks/github")).body("[]").send().await.unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(fresh.report_leak(&["x"]).await.0, StatusCode::TOO_MANY_REQUESTS);
 }
 
 /// GitHub's partner format, with a key pair made here and its public key served here.

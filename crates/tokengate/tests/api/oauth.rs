@@ -110,6 +110,28 @@ async fn client_credentials_flow(kind: StoreKind) {
     assert_eq!(seen.headers["x-tokengate-scopes"], "messages:send instance:read");
     assert_eq!(seen.headers["x-tokengate-subject"], client.0.as_str());
     assert!(seen.headers.get("authorization").is_none());
+    // Auth schemes are case-insensitive (RFC 9110 §11.1), at the gateway and here.
+    for scheme in ["bearer", "BEARER"] {
+        let (id, secret) = &inst;
+        let res = app
+            .gateway
+            .post(app.url(&format!("/instances/{id}/token/{secret}/send-text")))
+            .header("Authorization", format!("{scheme} {token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "{scheme}");
+    }
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{}:{}", client.0, client.1));
+    let res = app
+        .http
+        .post(app.url("/oauth/token"))
+        .header("Authorization", format!("basic {basic}"))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "a lower-case basic scheme");
 
     // Scope narrowing: a token for instance:read only cannot send.
     let narrow = app.access_token(&client, Some("instance:read")).await;

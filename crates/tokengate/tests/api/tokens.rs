@@ -14,7 +14,8 @@ on_both_stores!(
     ip_allowlists_and_rate_limits,
     personal_tokens,
     verify_reasons,
-    usage_and_last_used
+    usage_and_last_used,
+    long_durations_are_taken_up_to_a_century
 );
 
 impl TestApp {
@@ -450,4 +451,70 @@ async fn usage_and_last_used(kind: StoreKind) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("token usage never matched: {last}");
+}
+
+/// Durations with no cap in the contract (a rate-limit window, an API key's lifetime, a
+/// grace period) are taken up to 100 years; past that, a clear 422.
+async fn long_durations_are_taken_up_to_a_century(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    let acc = app.create_account("Long").await;
+    let inst = app.ruled_instance(&acc).await;
+    let century: u64 = 100 * 365 * 24 * 3600;
+    let weekly = app
+        .create_token(
+            &acc,
+            json!({"name": "w", "kind": "api_key", "scopes": ["*"], "rate_limit": {"limit": 2, "window_seconds": 604_800},
+                "expires_in_seconds": 20 * 365 * 24 * 3600}),
+        )
+        .await;
+    let key = secret(&weekly);
+    for want in [StatusCode::OK, StatusCode::OK, StatusCode::TOO_MANY_REQUESTS] {
+        assert_eq!(app.bearer(&inst, Method::GET, "/status", Some(&key)).await.status(), want);
+    }
+    let expires = tokengate_core::Timestamp::parse(weekly["expires_at"].as_str().unwrap()).unwrap();
+    assert!(expires.as_secs() - tokengate_core::Timestamp::now().as_secs() > 19 * 365 * 24 * 3600);
+    let tokens = format!("/v1/accounts/{acc}/tokens");
+    for (body, want) in [
+        (json!({"name": "c", "kind": "api_key", "scopes": ["*"], "expires_in_seconds": century}), StatusCode::CREATED),
+        (
+            json!({"name": "c", "kind": "api_key", "scopes": ["*"], "expires_in_seconds": century + 1}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        (
+            json!({"name": "c", "kind": "api_key", "scopes": ["*"], "rate_limit": {"limit": 1, "window_seconds": century + 1}}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+    ] {
+        let (s, answer) = app.admin(Method::POST, &tokens, Some(body.clone())).await;
+        assert_eq!(s, want, "{body}: {answer}");
+        if s == StatusCode::CREATED {
+            assert!(!answer["expires_at"].as_str().unwrap().is_empty(), "{answer}");
+        }
+    }
+    // A year of grace for a rotation, of the key and of the Client-Token.
+    let id = weekly["id"].as_str().unwrap();
+    let (s, rotated) =
+        app.admin(Method::POST, &format!("/v1/tokens/{id}/rotate"), Some(json!({"grace_seconds": 31_536_000}))).await;
+    assert_eq!(s, StatusCode::OK, "{rotated}");
+    let (_, old) = app.admin(Method::GET, &format!("/v1/tokens/{id}"), None).await;
+    let until = tokengate_core::Timestamp::parse(old["revoked_at"].as_str().unwrap()).unwrap();
+    assert!(until.as_secs() - tokengate_core::Timestamp::now().as_secs() > 364 * 24 * 3600, "{old}");
+    app.generate_security_token(&acc).await;
+    app.activate(&acc).await;
+    let (s, answer) = app
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{acc}/security-token/rotate"),
+            Some(json!({"grace_seconds": 31_536_000})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{answer}");
+    let (s, answer) = app
+        .admin(
+            Method::POST,
+            &format!("/v1/accounts/{acc}/security-token/rotate"),
+            Some(json!({"grace_seconds": century + 1})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{answer}");
 }
