@@ -130,9 +130,15 @@ fn take_u16(input: &mut &[u8]) -> Result<usize, Malformed> {
     Ok(usize::from(u16::from_be_bytes([b.first().copied().unwrap_or(0), b.get(1).copied().unwrap_or(0)])))
 }
 
-/// Opens a token with an app's secret, in either layout. Any tampering, a wrong secret,
-/// or an outer expiry that differs from the encrypted one is `Malformed`.
-pub fn decode(secret: &[u8], token: &str) -> Result<(RoomClaims, Mode), Malformed> {
+/// A token's binary layout, read without any secret.
+struct Layout {
+    expire: i64,
+    iv: Vec<u8>,
+    body: Vec<u8>,
+    mode: Mode,
+}
+
+fn layout(token: &str) -> Result<Layout, Malformed> {
     let b64 = token.strip_prefix("04").ok_or(Malformed)?;
     if b64.len() > MAX_TOKEN_BASE64 {
         return Err(Malformed);
@@ -141,28 +147,44 @@ pub fn decode(secret: &[u8], token: &str) -> Result<(RoomClaims, Mode), Malforme
     let mut input = raw.as_slice();
     let expire = i64::from_be_bytes(take(&mut input, 8)?.try_into().map_err(|_| Malformed)?);
     let iv_len = take_u16(&mut input)?;
-    let iv = take(&mut input, iv_len)?;
+    let iv = take(&mut input, iv_len)?.to_vec();
     let len = take_u16(&mut input)?;
-    let mut body = take(&mut input, len)?.to_vec();
-    let (plaintext, mode) = match (iv_len, input) {
-        (12, [1]) => {
+    let body = take(&mut input, len)?.to_vec();
+    let mode = match (iv_len, input) {
+        (12, [1]) => Mode::Gcm,
+        (16, []) => Mode::Cbc,
+        _ => return Err(Malformed),
+    };
+    Ok(Layout { expire, iv, body, mode })
+}
+
+/// Whether `token` has a `token04` layout (whatever secret it was sealed with).
+pub fn is_well_formed(token: &str) -> bool {
+    layout(token).is_ok()
+}
+
+/// Opens a token with an app's secret, in either layout. Any tampering, a wrong secret,
+/// or an outer expiry that differs from the encrypted one is `Malformed`.
+pub fn decode(secret: &[u8], token: &str) -> Result<(RoomClaims, Mode), Malformed> {
+    let Layout { expire, iv, mut body, mode } = layout(token)?;
+    let plaintext = match mode {
+        Mode::Gcm => {
             let nonce: [u8; 12] = iv.try_into().map_err(|_| Malformed)?;
             let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, secret).map_err(|_| Malformed)?);
             let plain = key
                 .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::empty(), &mut body)
                 .map_err(|_| Malformed)?;
-            (plain.to_vec(), Mode::Gcm)
+            plain.to_vec()
         }
-        (16, []) => {
+        Mode::Cbc => {
             let iv16: [u8; 16] = iv.try_into().map_err(|_| Malformed)?;
             let key =
                 PaddedBlockDecryptingKey::cbc_pkcs7(UnboundCipherKey::new(&AES_256, secret).map_err(|_| Malformed)?)
                     .map_err(|_| Malformed)?;
             let plain =
                 key.decrypt(&mut body, DecryptionContext::Iv128(FixedLength::from(iv16))).map_err(|_| Malformed)?;
-            (plain.to_vec(), Mode::Cbc)
+            plain.to_vec()
         }
-        _ => return Err(Malformed),
     };
     let claims: RoomClaims = serde_json::from_slice(&plaintext).map_err(|_| Malformed)?;
     // CBC has no authentication tag: the encrypted expiry must match the clear one.

@@ -113,8 +113,10 @@ impl Services {
         let Ok(app_id) = valid_app_id(u64::from(req.app_id)) else { return Ok(refused(room::Refusal::WrongApp)) };
         let now = Timestamp::now().as_secs();
         let mut best = room::Refusal::Malformed;
-        for (account, sealed) in self.store.room_apps_by_id(app_id).await? {
-            let secret = self.open_secret(account, app_id, &sealed)?;
+        let owners = self.store.room_apps_by_id(app_id).await?;
+        for (account, sealed) in &owners {
+            let (account, sealed) = (*account, sealed.as_slice());
+            let secret = self.open_secret(account, app_id, sealed)?;
             match room::verify(&secret, app_id, req.token.trim(), now, req.room_id.as_deref(), req.privilege) {
                 Ok(claims) => {
                     let (room_id, privileges) = room::parse_payload(&claims.payload).unwrap_or_default();
@@ -131,9 +133,38 @@ impl Services {
                 Err(other) => best = other,
             }
         }
-        // A token no app with this id can open (another app's, with another secret, or
-        // tampered with) is `malformed`; `wrong_app` is a token that opens but names
-        // another app id.
+        // A token04 no app with this id opens is `wrong_app` when it is another app's: no
+        // app has this id here, or another app of the same account opens it. One that
+        // nothing opens although the app exists was tampered with: `malformed`.
+        let token = req.token.trim();
+        if best == room::Refusal::Malformed
+            && room::is_well_formed(token)
+            && (owners.is_empty() || self.another_app_opens(&owners, app_id, token).await?)
+        {
+            best = room::Refusal::WrongApp;
+        }
         Ok(refused(best))
+    }
+
+    /// Whether an app other than `app_id` of the accounts in `owners` opens `token`.
+    async fn another_app_opens(
+        &self,
+        owners: &[(AccountId, Vec<u8>)],
+        app_id: u32,
+        token: &str,
+    ) -> ServiceResult<bool> {
+        for (account, _) in owners {
+            for other in self.store.list_room_apps(*account).await? {
+                if other.app_id == app_id {
+                    continue;
+                }
+                let sealed = self.store.room_app_secret(*account, other.app_id).await?;
+                let secret = self.open_secret(*account, other.app_id, &sealed)?;
+                if room::decode(&secret, token).is_ok() {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
     }
 }

@@ -102,14 +102,25 @@ async fn room_apps_issue_and_verify(kind: StoreKind) {
             reason(&verify(json!({"app_id": 1234567890, "token": token, "privilege": "publish_stream"})).await.1),
             "privilege_denied"
         );
-        assert_eq!(reason(&verify(json!({"app_id": 42, "token": token})).await.1), "malformed", "no app 42 opens it");
+        assert_eq!(reason(&verify(json!({"app_id": 42, "token": token})).await.1), "wrong_app", "there is no app 42");
         let mut flipped = token.as_bytes().to_vec();
         let i = flipped.len() / 2;
         flipped[i] = if flipped[i] == b'A' { b'B' } else { b'A' };
         let flipped = String::from_utf8(flipped).unwrap();
         let r = reason(&verify(json!({"app_id": 1234567890, "token": flipped})).await.1);
-        assert!(r == "malformed" || r == "wrong_app", "{mode}: {r}");
+        assert_eq!(r, "malformed", "{mode}: tampered with");
+        assert_eq!(reason(&verify(json!({"app_id": 1234567890, "token": "04AAAA"})).await.1), "malformed");
     }
+
+    // Another app of the account, with its own secret: the first app's token is not its.
+    let other_secret = "0123456789abcdef0123456789abcdef";
+    let (s, _) = app.admin(Method::POST, &apps, Some(json!({"app_id": 333, "server_secret": other_secret}))).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (_, first) =
+        issue(json!({"user_id": "u", "privileges": {"login_room": true, "publish_stream": true}, "ttl_seconds": 60}))
+            .await;
+    let (_, v) = verify(json!({"app_id": 333, "token": first["token"]})).await;
+    assert_eq!(v["reason"], "wrong_app", "{v}");
 
     // Two apps sharing one secret: a token of one opens with the other's secret, and is
     // refused as the wrong app.
