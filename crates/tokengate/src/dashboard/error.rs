@@ -19,6 +19,8 @@ pub enum DashError {
     Invalid(Lang, String),
     NotFound(Lang),
     Unavailable(Lang),
+    /// The service's conflict or quota refusal, translated around its message.
+    Conflict(Lang, String),
 }
 
 impl DashError {
@@ -31,8 +33,10 @@ impl DashError {
             ServiceError::NotFound(_) | ServiceError::Store(StoreError::NotFound) => DashError::NotFound(lang),
             // The dashboard checks its forms first, with messages in the visitor's language;
             // what the service still refuses is shown inside a translated sentence.
-            ServiceError::Invalid(m) | ServiceError::Conflict(m) | ServiceError::QuotaExceeded(m) => {
-                DashError::Invalid(lang, lang.t1("error-refused", "message", &m))
+            ServiceError::Invalid(m) => DashError::Invalid(lang, lang.t1("error-refused", "message", &m)),
+            // The same statuses as the API: a conflict or a quota is a 409.
+            ServiceError::Conflict(m) | ServiceError::QuotaExceeded(m) => {
+                DashError::Conflict(lang, lang.t1("error-refused", "message", &m))
             }
             ServiceError::Store(e) => {
                 tracing::error!(error = %e, "dashboard request failed");
@@ -57,6 +61,7 @@ impl IntoResponse for DashError {
             DashError::Forbidden(lang) => (StatusCode::FORBIDDEN, lang, lang.t("error-forbidden")),
             DashError::Csrf(lang) => (StatusCode::FORBIDDEN, lang, lang.t("error-csrf")),
             DashError::Invalid(lang, m) => (StatusCode::UNPROCESSABLE_ENTITY, lang, m),
+            DashError::Conflict(lang, m) => (StatusCode::CONFLICT, lang, m),
             DashError::NotFound(lang) => (StatusCode::NOT_FOUND, lang, lang.t("no-items")),
             DashError::Unavailable(lang) => (StatusCode::SERVICE_UNAVAILABLE, lang, lang.t("error-title")),
         };

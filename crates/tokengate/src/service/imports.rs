@@ -8,7 +8,7 @@ use tokengate_core::rules::validate_scope;
 use tokengate_core::{AccountId, Digest, Timestamp, TokenId, TokenKind};
 
 use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
-use crate::store::{ApiToken, ImportStore, ImportedKey, StoreError, TokenFormat};
+use crate::store::{ApiToken, ImportOutcome, ImportStore, ImportedKey, TokenFormat};
 pub use tokengate_proto::imports::{ImportSummary, LineError};
 
 /// Lines per transaction.
@@ -215,24 +215,24 @@ impl<'a> Importer<'a> {
         audit.detail = Some(serde_json::json!({ "lines": keys.len() }));
         let max = self.services.config.max_tokens_per_account;
         match self.services.store.import_tokens(self.account, &keys, &audit, max, self.live).await {
-            Ok((inserted, live)) => {
+            Ok((outcomes, live)) => {
                 self.live = Some(live);
-                for done in &inserted {
-                    if *done {
-                        self.summary.imported += 1;
-                    } else {
-                        self.summary.skipped += 1;
+                for ((line, _), outcome) in batch.into_iter().zip(&outcomes) {
+                    match outcome {
+                        ImportOutcome::Inserted => self.summary.imported += 1,
+                        ImportOutcome::Known => self.summary.skipped += 1,
+                        ImportOutcome::OverQuota => {
+                            self.error(line, "this account has reached its quota of live tokens".to_string())
+                        }
                     }
                 }
                 // This node has them in hand; the others load them on the batch's notice.
-                let stored =
-                    keys.into_iter().zip(&inserted).filter(|(_, done)| **done).map(|(k, _)| (k.token, k.digest));
+                let stored = keys
+                    .into_iter()
+                    .zip(&outcomes)
+                    .filter(|(_, o)| **o == ImportOutcome::Inserted)
+                    .map(|(k, _)| (k.token, k.digest));
                 self.services.state.load_tokens(stored);
-            }
-            Err(StoreError::QuotaExceeded(what)) => {
-                for (line, _) in batch {
-                    self.error(line, format!("this account has reached its quota of {what}"));
-                }
             }
             Err(e) => return Err(ServiceError::from(e)),
         }

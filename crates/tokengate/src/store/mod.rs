@@ -366,9 +366,9 @@ pub trait LeakStore {
 
 /// Imported keys (SPEC §15).
 pub trait ImportStore {
-    /// Inserts a batch in one transaction, within the account's quota of live tokens;
-    /// returns, per key, whether it was inserted (`false`: a key with that digest
-    /// exists), and the account's live tokens after it. `live_before` is that count as
+    /// Inserts a batch in one transaction, in order, while the account's quota of live
+    /// tokens has room (a line past it never stops those before it); returns what
+    /// became of each key, and the account's live tokens after it. `live_before` is that count as
     /// a previous batch of the same import left it (counted here, exactly, when `None`:
     /// counting a million rows per batch would make an import quadratic). Writes one
     /// audit entry for the batch and one change notice.
@@ -379,7 +379,7 @@ pub trait ImportStore {
         audit: &AuditEntry,
         max_live: u64,
         live_before: Option<u64>,
-    ) -> StoreResult<(Vec<bool>, u64)>;
+    ) -> StoreResult<(Vec<ImportOutcome>, u64)>;
     /// The live tokens of an account with ids from `first` to `last` (an import batch).
     async fn live_tokens_between(
         &self,

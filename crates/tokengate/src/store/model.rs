@@ -144,6 +144,16 @@ pub struct LeakHit {
     pub change: Option<super::Change>,
 }
 
+/// What became of one key of an import batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImportOutcome {
+    Inserted,
+    /// A key with that digest exists already.
+    Known,
+    /// New, but the account had no room left under its quota of live tokens.
+    OverQuota,
+}
+
 /// One imported key, checked and ready to insert.
 #[derive(Debug, Clone)]
 pub struct ImportedKey {

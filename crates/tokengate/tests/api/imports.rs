@@ -104,21 +104,30 @@ async fn imported_keys_work_like_api_keys(kind: StoreKind) {
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
-/// Past the quota of live tokens, the lines of the batch are reported, none written.
+/// The quota of live tokens is kept line by line: the lines that fit are imported, the
+/// ones past it reported by number (a line past it never stops those before it), and a
+/// key that exists already is skipped, not counted against it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn imports_respect_the_token_quota() {
     let app = TestApp::spawn_with(None, |c| c.max_tokens_per_account = 3).await;
     let account = app.create_account("small").await;
+    app.create_token(&account, json!({"name": "live", "kind": "api_key", "scopes": ["*"]})).await;
     let lines: Vec<String> =
         (0..5).map(|i| json!({"name": format!("k{i}"), "key": format!("quota-key-{i:04}")}).to_string()).collect();
     let (status, summary) = app.import(&account, lines.join("\n")).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(summary["imported"], 0);
-    assert_eq!(summary["errors"].as_array().unwrap().len(), 5);
+    assert_eq!((summary["imported"].as_u64(), summary["skipped"].as_u64()), (Some(2), Some(0)), "{summary}");
+    let lines_refused: Vec<u64> =
+        summary["errors"].as_array().unwrap().iter().map(|e| e["line"].as_u64().unwrap()).collect();
+    assert_eq!(lines_refused, [3, 4, 5], "{summary}");
+    assert!(summary["errors"][0]["error"].as_str().unwrap().contains("quota"));
     let (_, listed) = app.admin(Method::GET, &format!("/v1/accounts/{account}/tokens"), None).await;
-    assert!(listed["items"].as_array().unwrap().is_empty());
-    let (_, fits) = app.import(&account, lines[..3].join("\n")).await;
-    assert_eq!(fits["imported"], 3);
+    assert_eq!(listed["items"].as_array().unwrap().len(), 3);
+    // Full now: the keys already in are skipped, the new one is refused.
+    let (_, again) = app.import(&account, lines[..3].join("\n")).await;
+    assert_eq!((again["imported"].as_u64(), again["skipped"].as_u64()), (Some(0), Some(2)), "{again}");
+    assert_eq!(again["errors"].as_array().unwrap().len(), 1, "{again}");
+    assert_eq!(again["errors"][0]["line"], 3);
 }
 
 /// The CLI on a Kong key-auth export (two pages, as `GET /key-auths` returns them) and

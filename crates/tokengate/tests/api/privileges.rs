@@ -337,6 +337,13 @@ async fn quotas_hold_under_concurrent_creation(kind: StoreKind) {
         }
         assert_eq!(count(&app, &path).await, limit);
     }
+    // Through the dashboard, the same refusal and status.
+    member(&app, &acc, "quota@example.com", "owner").await;
+    let (owner, _) = Visitor::login(&app, "quota@example.com", PASSWORD).await;
+    let form = [("csrf", owner.csrf.as_str()), ("kind", "api_key"), ("name", "k"), ("scopes", "a:b")];
+    let (s, html) = owner.post("/dashboard/tokens", &form).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{html}");
+    assert!(html.contains("quota"), "{html}");
     // A revoked token frees its place.
     let (_, list) = app.admin(Method::GET, &format!("/v1/accounts/{acc}/tokens"), None).await;
     let first = list["items"][0]["id"].as_str().unwrap();

@@ -4,7 +4,9 @@ use sqlx::Row;
 use tokengate_core::{AccountId, Digest, Timestamp, TokenId};
 
 use super::{Backend, SqlStore, parse_id};
-use crate::store::{ApiToken, AuditEntry, Change, ImportStore, ImportedKey, LeakHit, LeakStore, StoreResult};
+use crate::store::{
+    ApiToken, AuditEntry, Change, ImportOutcome, ImportStore, ImportedKey, LeakHit, LeakStore, StoreResult,
+};
 
 impl SqlStore {
     /// Which secret has this digest: (kind, target id, account, live API token?).
@@ -132,14 +134,13 @@ impl ImportStore for SqlStore {
         audit: &AuditEntry,
         max_live: u64,
         live_before: Option<u64>,
-    ) -> StoreResult<(Vec<bool>, u64)> {
+    ) -> StoreResult<(Vec<ImportOutcome>, u64)> {
         let (Some(first), Some(last)) = (keys.iter().map(|k| k.token.id).min(), keys.iter().map(|k| k.token.id).max())
         else {
             return Ok((Vec::new(), live_before.unwrap_or(0)));
         };
         let mut tx = self.begin().await?;
         let now = audit.at.as_millis();
-        let batch = u64::try_from(keys.len()).unwrap_or(u64::MAX);
         let live = match live_before {
             Some(n) => n,
             None => {
@@ -159,12 +160,18 @@ impl ImportStore for SqlStore {
                 u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0)
             }
         };
-        if live.saturating_add(batch) > max_live {
-            return Err(crate::store::StoreError::QuotaExceeded("live tokens"));
-        }
-        // Many rows a statement; the ids that come back are the keys not seen before.
+        // Many rows a statement, never more than the quota still has room for; the ids
+        // that come back are the keys not seen before.
         let mut inserted_ids = std::collections::HashSet::with_capacity(keys.len());
-        for rows in keys.chunks(rows_per_statement(self.backend())) {
+        let mut rest = keys;
+        while !rest.is_empty() {
+            let added = u64::try_from(inserted_ids.len()).unwrap_or(u64::MAX);
+            let room = usize::try_from(max_live.saturating_sub(live.saturating_add(added))).unwrap_or(usize::MAX);
+            if room == 0 {
+                break;
+            }
+            let (rows, after) = rest.split_at(rows_per_statement(self.backend()).min(room).min(rest.len()));
+            rest = after;
             let mut sql = String::from(
                 "INSERT INTO api_tokens (id, account_id, kind, member_id, name, digest, scopes, expires_at, \
                  ip_allowlist, rate_limit, rate_window_seconds, instance_ids, created_at, format, external_id) VALUES ",
@@ -205,11 +212,31 @@ impl ImportStore for SqlStore {
                 inserted_ids.insert(row.try_get::<String, _>("id")?);
             }
         }
-        let inserted: Vec<bool> = keys.iter().map(|k| inserted_ids.contains(&k.token.id.to_string())).collect();
+        let tried = keys.len() - rest.len();
+        let mut outcomes: Vec<ImportOutcome> = keys
+            .iter()
+            .take(tried)
+            .map(|k| {
+                if inserted_ids.contains(&k.token.id.to_string()) {
+                    ImportOutcome::Inserted
+                } else {
+                    ImportOutcome::Known
+                }
+            })
+            .collect();
+        // Past the quota: a key that exists already is only skipped.
+        for key in rest {
+            let known = sqlx::query("SELECT 1 AS one FROM api_tokens WHERE digest = $1")
+                .bind(key.digest.0.to_vec())
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
+            outcomes.push(if known { ImportOutcome::Known } else { ImportOutcome::OverQuota });
+        }
         let change = Change::TokenBatch { account, first, last };
         self.finish(tx, audit, Some(change)).await?;
         let added = u64::try_from(inserted_ids.len()).unwrap_or(0);
-        Ok((inserted, live.saturating_add(added)))
+        Ok((outcomes, live.saturating_add(added)))
     }
 
     async fn live_tokens_between(
