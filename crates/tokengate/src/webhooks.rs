@@ -17,12 +17,14 @@ use crate::service::Services;
 use crate::store::{DeliveryOutcome, DueEvent, WebhookStore};
 use tokengate_core::Timestamp;
 
-/// How long a claimed event is left to this node before another may take it.
-const LEASE: Duration = Duration::from_secs(60);
 /// Deadline of one delivery.
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(500);
 const BATCH: u32 = 20;
+/// How long a claimed event is left to this node before another may take it: longer
+/// than a whole batch can take (its deliveries run one after another), so that no
+/// other node claims an event of it while it is still being delivered.
+const LEASE: Duration = Duration::from_secs(DELIVERY_TIMEOUT.as_secs() * BATCH as u64 + 60);
 /// How much of a receiver's answer is read (and dropped).
 const MAX_RESPONSE: usize = 64 * 1024;
 /// `token.expiring` is raised this long before `expires_at`.

@@ -224,17 +224,24 @@ async fn the_outbox_survives_restarts_and_delivers_once_across_nodes() {
 }
 
 /// `token.expiring` is raised once per token, within 7 days of its expiry, and only for
-/// tokens that expire in that window.
+/// tokens that expire in that window; a token already in its window when the first
+/// `token.expiring` webhook is made (the account had only others) is still announced.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn token_expiring_is_raised_once() {
     let receiver = Receiver::start(0, 0).await;
+    let other = Receiver::start(0, 0).await;
     let app = TestApp::spawn_with(None, |c| c.webhook_expiring_check_seconds = 1).await;
     let account = app.create_account("expiring").await;
-    let (_, hook) = app.webhook(&account, &receiver.url(), &["token.expiring"]).await;
-    *receiver.secret.lock().unwrap() = hook["secret"].as_str().unwrap().to_string();
+    let (s, created_hook) = app.webhook(&account, &other.url(), &["token.created"]).await;
+    assert_eq!(s, StatusCode::CREATED);
+    *other.secret.lock().unwrap() = created_hook["secret"].as_str().unwrap().to_string();
     let soon = app
         .create_token(&account, json!({"name": "soon", "kind": "api_key", "scopes": ["*"], "expires_in_seconds": 3600}))
         .await;
+    // Several checks run while no webhook wants token.expiring.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (_, hook) = app.webhook(&account, &receiver.url(), &["token.expiring"]).await;
+    *receiver.secret.lock().unwrap() = hook["secret"].as_str().unwrap().to_string();
     app.create_token(
         &account,
         json!({"name": "later", "kind": "api_key", "scopes": ["*"], "expires_in_seconds": 30 * 86_400}),
@@ -249,5 +256,8 @@ async fn token_expiring_is_raised_once() {
     assert_eq!(got[0].payload["type"], "token.expiring");
     assert_eq!(got[0].payload["data"]["id"], soon["id"]);
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+    let others: Vec<_> = other.received().iter().map(|d| d.payload["type"].as_str().unwrap().to_string()).collect();
+    assert_eq!(others, ["token.created", "token.created", "token.created"], "the other webhook got no token.expiring");
     receiver.task.abort();
+    other.task.abort();
 }

@@ -226,7 +226,8 @@ impl WebhookStore for SqlStore {
             "SELECT t.id, t.account_id FROM api_tokens t WHERE t.expiring_notified_at IS NULL \
              AND t.expires_at IS NOT NULL AND t.expires_at > $1 AND t.expires_at <= $2 \
              AND (t.revoked_at IS NULL OR t.revoked_at > $1) \
-             AND EXISTS (SELECT 1 FROM webhooks w WHERE w.account_id = t.account_id) LIMIT 1000",
+             AND EXISTS (SELECT 1 FROM webhooks w WHERE w.account_id = t.account_id \
+                         AND w.events LIKE '%\"token.expiring\"%') LIMIT 1000",
         )
         .bind(now.as_millis())
         .bind(horizon.as_millis())
