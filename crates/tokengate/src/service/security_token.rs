@@ -39,8 +39,16 @@ impl Services {
             created_at: token.as_ref().map(|t| t.created_at),
             activated_at: token.as_ref().and_then(|t| t.activated_at),
             previous_valid_until: token.as_ref().and_then(|t| previous_valid_until(t, now)),
+            // The current token's leak, else that of the one it replaced while it still
+            // works (its grace period): either lets a reporter in.
             leaked_at: match &token {
-                Some(t) => self.leaked_at(t.digest).await,
+                Some(t) => match self.leaked_at(t.digest).await {
+                    Some(at) => Some(at),
+                    None => match t.previous.filter(|(_, until)| *until > now) {
+                        Some((previous, _)) => self.leaked_at(previous).await,
+                        None => None,
+                    },
+                },
                 None => None,
             },
             readiness,

@@ -107,6 +107,13 @@ async fn leaked_secrets_are_revoked_disabled_or_marked(kind: StoreKind) {
     .await;
     assert!(ok(with_ct(&app, &kept).await));
     assert_eq!(send(&app, &kept).await, StatusCode::FORBIDDEN, "still required");
+    // Rotated with a grace period, the leaked one still works: the mark stays shown.
+    let rotate = format!("/v1/accounts/{account}/security-token/rotate");
+    let (s, _) = app.admin(Method::POST, &rotate, Some(json!({"grace_seconds": 3600}))).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(ok(with_ct(&app, &kept).await), "the leaked token is in its grace period");
+    let view = app.security_token(&account).await;
+    assert!(view["leaked_at"].is_string() && view["previous_valid_until"].is_string(), "{view}");
     // So is the instance token.
     app.report_leak(&[&instance.1]).await;
     eventually("the instance token is marked leaked", async || {
