@@ -223,6 +223,21 @@ const STRING_ENV_KEYS: &[&str] = &[
     "leak_github_keys_url",
 ];
 
+/// List settings: from the environment either a TOML array (`["10.0.0.0/8"]`) or a
+/// plain comma-separated list (`10.0.0.0/8, 192.168.0.0/16`).
+const LIST_ENV_KEYS: &[&str] = &["trusted_proxies", "egress_deny", "egress_allow", "webhook_retry_seconds"];
+
+/// A list setting's environment value as figment should read it.
+fn env_list(value: &str) -> figment::value::Value {
+    use figment::value::Value;
+    let items = value.split(',').map(str::trim).filter(|item| !item.is_empty());
+    let items = items.map(|item| match item.parse::<u64>() {
+        Ok(n) => Value::from(n),
+        Err(_) => Value::from(item.to_string()),
+    });
+    Value::from(items.collect::<Vec<_>>())
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("configuration: {0}")]
 pub struct ConfigError(String);
@@ -240,6 +255,13 @@ impl Config {
         }
         let typed: Vec<&str> = ENV_KEYS.iter().copied().filter(|k| !STRING_ENV_KEYS.contains(k)).collect();
         figment = figment.merge(Env::prefixed("TOKENGATE_").only(&typed));
+        for key in LIST_ENV_KEYS {
+            if let Ok(value) = std::env::var(format!("TOKENGATE_{}", key.to_ascii_uppercase()))
+                && !value.trim_start().starts_with('[')
+            {
+                figment = figment.merge((*key, env_list(&value)));
+            }
+        }
         for key in STRING_ENV_KEYS {
             if let Ok(value) = std::env::var(format!("TOKENGATE_{}", key.to_ascii_uppercase())) {
                 figment = figment.merge((*key, value));

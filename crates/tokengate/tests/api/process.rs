@@ -232,6 +232,37 @@ fn print_config_applies_layers_and_redacts() {
     assert!(!shown.contains(&"ab".repeat(32)), "the master key is never printed");
 }
 
+/// List settings read from the environment as a plain comma-separated list, or as a
+/// TOML array; a bad entry is still refused.
+#[test]
+fn list_settings_read_comma_separated_environment_values() {
+    let print = |vars: &[(&str, &str)]| {
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--print-config"]).env("TOKENGATE_MASTER_KEY", "ab".repeat(32));
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        cmd.output().unwrap()
+    };
+    let out = print(&[
+        ("TOKENGATE_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.0.0/16"),
+        ("TOKENGATE_EGRESS_ALLOW", "169.254.169.254/32"),
+        ("TOKENGATE_WEBHOOK_RETRY_SECONDS", "5,60"),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Compared without whitespace: TOML prints longer arrays one item a line.
+    let compact = |out: std::process::Output| String::from_utf8(out.stdout).unwrap().replace(char::is_whitespace, "");
+    let shown = compact(out);
+    assert!(shown.contains(r#"trusted_proxies=["10.0.0.0/8","192.168.0.0/16""#), "{shown}");
+    assert!(shown.contains(r#"egress_allow=["169.254.169.254/32"]"#), "{shown}");
+    assert!(shown.contains("webhook_retry_seconds=[5,60"), "{shown}");
+    let out = print(&[("TOKENGATE_TRUSTED_PROXIES", r#"["127.0.0.1/32"]"#)]);
+    assert!(compact(out).contains(r#"trusted_proxies=["127.0.0.1/32"]"#));
+    let out = print(&[("TOKENGATE_TRUSTED_PROXIES", "10.0.0.0/8,not-a-cidr")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not-a-cidr"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
 /// SIGKILL right after acknowledged writes; everything acknowledged is there after restart.
 async fn acknowledged_writes_survive_sigkill(kind: StoreKind) {
     let dir = tempfile::tempdir().unwrap();
