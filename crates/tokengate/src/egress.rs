@@ -73,9 +73,19 @@ impl EgressPolicy {
     }
 }
 
+/// A host that names an address without a lookup: the usual spellings, and the others
+/// the system resolver also reads as one (`2852039166`, `0xA9FEA9FE`, `0251.0376.0251.0376`,
+/// `169.254.169.254.`), as the WHATWG URL rules read them.
 fn literal(host: &str) -> Option<IpAddr> {
-    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-    host.parse().ok()
+    let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if let Ok(ip) = bare.parse() {
+        return Some(ip);
+    }
+    match url::Host::parse(host).ok()? {
+        url::Host::Ipv4(ip) => Some(IpAddr::V4(ip)),
+        url::Host::Ipv6(ip) => Some(IpAddr::V6(ip)),
+        url::Host::Domain(_) => None,
+    }
 }
 
 /// Whether an error, or one of its sources, is an egress refusal.
@@ -218,6 +228,10 @@ mod tests {
         assert!(policy.check_literal_host("[::1]").is_ok());
         assert!(policy.check_literal_host("127.0.0.9").is_err());
         assert!(policy.check_literal_host("localhost").is_ok(), "names are checked at connect time");
+        assert!(policy.check_literal_host("2130706441").is_err(), "127.0.0.9 as one number");
+        assert!(policy.check_literal_host("0x7f.9").is_err());
+        assert!(policy.check_literal_host("127.0.0.9.").is_err());
+        assert!(policy.check_literal_host("1.example").is_ok());
     }
 
     #[tokio::test]

@@ -404,6 +404,12 @@ async fn denied_literal_upstreams_are_refused_at_create_and_patch() {
         "http://100.100.100.200/",
         "http://224.0.0.1/",
         "http://[::]/",
+        // Other spellings of the metadata address that resolvers read as it.
+        "http://2852039166/",
+        "http://0xA9FEA9FE/",
+        "http://0251.0376.0251.0376/",
+        "http://169.254.169.254./",
+        "http://169.254.43518/",
     ] {
         let (s, b) = app.admin(Method::POST, &path, Some(json!({"name": "m", "upstream_url": url}))).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{url}: {b}");
