@@ -7,7 +7,7 @@ use tokengate_core::{AccountId, Digest, InstanceId, Rule, RuleSet, Timestamp};
 use super::accounts::not_found;
 use super::{Actor, ServiceError, ServiceResult, Services, valid_name};
 use crate::state::Upstream;
-use crate::store::{Change, Instance, InstanceStore};
+use crate::store::{Change, Instance, InstanceChange, InstanceStore};
 pub use tokengate_proto::instances::{InstancePatch, NewInstance};
 
 impl Services {
@@ -65,20 +65,17 @@ impl Services {
         id: InstanceId,
         patch: InstancePatch,
     ) -> ServiceResult<Instance> {
-        let mut instance = self.instance(id).await?;
-        if let Some(name) = patch.name {
-            instance.name = valid_name(&name, "name")?;
-        }
-        if let Some(url) = patch.upstream_url {
-            instance.upstream_url = self.valid_upstream(&url)?;
-        }
-        if let Some(rules) = patch.rules {
-            instance.rules = valid_rules(rules)?;
-        }
-        let audit = actor.audit(Some(instance.account_id), "instance.updated", id);
-        self.store.update_instance(&instance, &audit).await.map_err(|e| not_found(e, "instance"))?;
+        let account = self.instance(id).await?.account_id;
+        // Only the fields given are written: a concurrent patch of others is kept.
+        let change = InstanceChange {
+            name: patch.name.map(|name| valid_name(&name, "name")).transpose()?,
+            upstream_url: patch.upstream_url.map(|url| self.valid_upstream(&url)).transpose()?,
+            rules: patch.rules.map(valid_rules).transpose()?,
+        };
+        let audit = actor.audit(Some(account), "instance.updated", id);
+        self.store.update_instance(id, &change, &audit).await.map_err(|e| not_found(e, "instance"))?;
         self.refresh(Change::Instance(id)).await;
-        Ok(instance)
+        self.instance(id).await
     }
 
     pub async fn delete_instance(&self, actor: &Actor, id: InstanceId) -> ServiceResult<()> {

@@ -150,7 +150,9 @@ pub trait InstanceStore {
     ) -> StoreResult<()>;
     async fn list_instances(&self, account: AccountId) -> StoreResult<Vec<Instance>>;
     async fn get_instance(&self, id: InstanceId) -> StoreResult<Instance>;
-    async fn update_instance(&self, instance: &Instance, audit: &AuditEntry) -> StoreResult<()>;
+    /// Writes only the fields `change` gives, in one statement, so that concurrent
+    /// patches of different fields all hold.
+    async fn update_instance(&self, id: InstanceId, change: &InstanceChange, audit: &AuditEntry) -> StoreResult<()>;
     async fn delete_instance(&self, id: InstanceId, audit: &AuditEntry) -> StoreResult<()>;
     /// The instance with its token digest, as the gateway needs it.
     async fn gateway_instance(&self, id: InstanceId) -> StoreResult<Option<GatewayInstance>>;

@@ -144,6 +144,14 @@ pub struct LeakHit {
     pub change: Option<super::Change>,
 }
 
+/// The fields of an instance a patch changes (`None`: kept as stored).
+#[derive(Debug, Clone, Default)]
+pub struct InstanceChange {
+    pub name: Option<String>,
+    pub upstream_url: Option<String>,
+    pub rules: Option<Vec<tokengate_core::rules::Rule>>,
+}
+
 /// What became of one key of an import batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImportOutcome {

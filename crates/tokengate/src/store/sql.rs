@@ -492,20 +492,26 @@ impl InstanceStore for SqlStore {
         self.gateway_instance(id).await?.map(|g| g.instance).ok_or(StoreError::NotFound)
     }
 
-    async fn update_instance(&self, instance: &Instance, audit: &AuditEntry) -> StoreResult<()> {
-        let rules = serde_json::to_string(&instance.rules).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    async fn update_instance(&self, id: InstanceId, change: &InstanceChange, audit: &AuditEntry) -> StoreResult<()> {
+        let rules = match &change.rules {
+            Some(rules) => Some(serde_json::to_string(rules).map_err(|e| StoreError::Corrupt(e.to_string()))?),
+            None => None,
+        };
         let mut tx = self.begin().await?;
-        let done = sqlx::query("UPDATE instances SET name = $1, upstream_url = $2, rules = $3 WHERE id = $4")
-            .bind(&instance.name)
-            .bind(&instance.upstream_url)
-            .bind(rules)
-            .bind(instance.id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        let done = sqlx::query(
+            "UPDATE instances SET name = COALESCE($1, name), upstream_url = COALESCE($2, upstream_url), \
+             rules = COALESCE($3, rules) WHERE id = $4",
+        )
+        .bind(change.name.as_deref())
+        .bind(change.upstream_url.as_deref())
+        .bind(rules)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        self.finish(tx, audit, Some(Change::Instance(instance.id))).await
+        self.finish(tx, audit, Some(Change::Instance(id))).await
     }
 
     async fn delete_instance(&self, id: InstanceId, audit: &AuditEntry) -> StoreResult<()> {

@@ -6,7 +6,31 @@ use serde_json::{Value, json};
 use crate::helpers::{StoreKind, TestApp};
 use crate::on_both_stores;
 
-on_both_stores!(instances_and_members, bad_input_is_a_clear_4xx);
+on_both_stores!(instances_and_members, bad_input_is_a_clear_4xx, concurrent_patches_of_different_fields_all_hold);
+
+/// Patches of different fields sent at once all hold: one naming the instance never
+/// writes back the rules it read before another patch set them (which could drop an
+/// instance's bearer check).
+async fn concurrent_patches_of_different_fields_all_hold(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    let acc = app.create_account("Patches").await;
+    let (id, _) = app.create_instance(&acc).await;
+    let rules = json!([{"methods": ["POST"], "path": "/send-*", "scopes": ["messages:send"]}]);
+    let path = format!("/v1/instances/{id}");
+    let patches = (0..24).map(|i| {
+        let body = if i == 12 { json!({"rules": rules}) } else { json!({"name": format!("n{i}")}) };
+        app.admin(Method::PATCH, &path, Some(body))
+    });
+    for (s, body) in futures_util::future::join_all(patches).await {
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let (_, now) = app.admin(Method::GET, &path, None).await;
+    assert_eq!(now["rules"][0]["path"], "/send-*", "{now}");
+    assert!(now["name"].as_str().unwrap().starts_with('n'), "{now}");
+    // The answer to a patch is the instance as stored.
+    let (_, answer) = app.admin(Method::PATCH, &path, Some(json!({"name": "last"}))).await;
+    assert_eq!((answer["name"].as_str(), answer["rules"][0]["path"].as_str()), (Some("last"), Some("/send-*")));
+}
 
 async fn instances_and_members(kind: StoreKind) {
     let app = TestApp::spawn(kind).await;
