@@ -15,11 +15,26 @@ async fn nodes(url: &str, n: usize) -> Vec<TestApp> {
         let node = all[0].second_node().await;
         all.push(node);
     }
-    // Every node has taken a turn before it serves, but the earlier ones learn of the
-    // later ones at their next turn (every 100 ms): let a few pass (a settle wait, not
-    // a timing assertion).
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    settled(url, n).await;
     all
+}
+
+/// Waits until every node has taken a turn since all of them joined. Every node takes
+/// one before it serves, but the earlier ones learn of the later ones only at their
+/// next turn (every 100 ms, later on a loaded machine): until then a node counts itself
+/// alone and would admit the whole limit.
+async fn settled(url: &str, n: usize) {
+    let store = sqlx::PgPool::connect(url).await.unwrap();
+    let joined: i64 = sqlx::query_scalar("SELECT (extract(epoch from clock_timestamp()) * 1000)::bigint")
+        .fetch_one(&store)
+        .await
+        .unwrap();
+    eventually("every node has counted the others", async || {
+        let sql = "SELECT count(*) = $2 AND coalesce(bool_and(seen_at > $1), false) FROM cluster_nodes";
+        sqlx::query_scalar::<_, bool>(sql).bind(joined).bind(n as i64).fetch_one(&store).await.unwrap()
+    })
+    .await;
+    store.close().await;
 }
 
 /// A limited key and an unlimited probe created after it: once a node accepts the
@@ -121,6 +136,7 @@ async fn a_node_cut_off_from_the_store_keeps_to_its_share() {
     let a = TestApp::spawn_with(Some(cluster.url()), |_| {}).await;
     let mut b = TestApp::spawn_with(Some(proxy.url()), |_| {}).await;
     b.admin_token = a.admin_token.clone();
+    settled(&cluster.url(), 2).await;
     let nodes = [a, b];
     let account = nodes[0].create_account("partition").await;
     let instance = nodes[0].ruled_instance(&account).await;

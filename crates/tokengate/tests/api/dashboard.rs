@@ -68,12 +68,23 @@ impl Browser {
         }
     }
 
+    /// Clicks a link or submit button and waits until the page it was on is gone: every
+    /// click in the dashboard navigates, and a check made before the next page arrives
+    /// would read the old one (an element it waits for may be there already).
     async fn click(&self, css: &str) {
+        let old_page = self.client.find(Locator::Css("html")).await.unwrap();
         let found = self.client.wait().at_most(Duration::from_secs(30)).for_element(Locator::Css(css)).await;
         match found {
             Ok(element) => element.click().await.unwrap(),
             Err(e) => panic!("{css}: {e}; page: {}", self.client.source().await.unwrap_or_default()),
         }
+        for _ in 0..300 {
+            if old_page.text().await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("{css}: the click did not leave the page");
     }
 
     async fn fill(&self, css: &str, value: &str) {
