@@ -109,7 +109,8 @@ pub struct Introspection {
     pub client_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token_type: Option<Cow<'static, str>>,
-    /// tokengate's kind: `access_token`, `api_key` or `personal`.
+    /// tokengate's kind: `access_token`, `api_key` (imported keys too), `personal`, `client_token`,
+    /// `instance`, `client_secret` or `admin`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kind: Option<Cow<'static, str>>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -582,10 +582,11 @@ fn connection_service(
 }
 
 /// Deletes what has outlived its use: expired dashboard sessions and pending logins,
-/// usage counts past their retention, login throttles nobody has touched for a day.
+/// usage counts and webhook delivery history past their retention (`usage_retention_days`),
+/// login throttles nobody has touched for a day.
 async fn housekeeping(store: &SqlStore, config: &Config) {
     use crate::dashboard::session::{ABSOLUTE_TIMEOUT_SECONDS, IDLE_TIMEOUT_SECONDS, PENDING_LOGIN_SECONDS};
-    use crate::store::{SessionStore, ThrottleStore, UsageStore};
+    use crate::store::{SessionStore, ThrottleStore, UsageStore, WebhookStore};
     let now = tokengate_core::Timestamp::now();
     let retention = i64::try_from(config.usage_retention_days.saturating_mul(86_400)).unwrap_or(i64::MAX / 2000);
     let sessions = store
@@ -597,10 +598,14 @@ async fn housekeeping(store: &SqlStore, config: &Config) {
         .await;
     let usage = store.prune_usage(now.plus_secs(-retention)).await;
     let throttles = store.prune_throttles(now.plus_secs(-86_400)).await;
-    match (sessions, usage, throttles) {
-        (Ok(s), Ok(u), Ok(t)) => tracing::debug!(sessions = s, usage_rows = u, throttles = t, "housekeeping"),
-        (s, u, t) => {
-            let error = [s.err(), u.err(), t.err()].into_iter().flatten().map(|e| e.to_string()).collect::<Vec<_>>();
+    let webhooks = store.prune_webhooks(now.plus_secs(-retention)).await;
+    match (sessions, usage, throttles, webhooks) {
+        (Ok(s), Ok(u), Ok(t), Ok(w)) => {
+            tracing::debug!(sessions = s, usage_rows = u, throttles = t, webhook_rows = w, "housekeeping");
+        }
+        (s, u, t, w) => {
+            let error =
+                [s.err(), u.err(), t.err(), w.err()].into_iter().flatten().map(|e| e.to_string()).collect::<Vec<_>>();
             tracing::warn!(error = ?error, "housekeeping failed; retrying at the next interval");
         }
     }

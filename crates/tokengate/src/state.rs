@@ -282,6 +282,26 @@ impl GatewayState {
         found
     }
 
+    /// The instance whose token has this digest (introspection of a `tgi_` token; the
+    /// gateway finds instances by id). A scan of every instance.
+    pub fn instance_with_token(&self, digest: &Digest) -> Option<Arc<LiveInstance>> {
+        self.instances.iter().find(|e| e.value().token_digest.ct_eq(digest)).map(|e| Arc::clone(e.value()))
+    }
+
+    /// The account whose `Client-Token` this is, current or within its grace period, and
+    /// when that grace ends (introspection of a `tgc_` token). A scan of every account.
+    pub fn client_token_owner(&self, digest: &Digest, now: Timestamp) -> Option<(AccountId, Option<Timestamp>)> {
+        self.accounts.iter().find_map(|e| match &e.value().security_token {
+            SecurityTokenPolicy::Configured { current, .. } if current.ct_eq(digest) => Some((*e.key(), None)),
+            SecurityTokenPolicy::Configured { previous: Some((previous, until)), .. }
+                if now < *until && previous.ct_eq(digest) =>
+            {
+                Some((*e.key(), Some(*until)))
+            }
+            _ => None,
+        })
+    }
+
     pub fn instance_count(&self) -> usize {
         self.instances.len()
     }

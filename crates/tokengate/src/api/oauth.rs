@@ -16,7 +16,7 @@ use tokengate_core::Timestamp;
 use super::extract::admin_actor;
 use crate::gateway::PeerAddr;
 use crate::gateway::bearer_token;
-use crate::service::{Introspection, OAuthError, ProtocolCaller, Services, TokenResponse};
+use crate::service::{Introspection, OAuthError, ProtocolCaller, Revocation, Services, TokenResponse};
 pub use tokengate_proto::oauth::{TokenParam, TokenRequest};
 
 /// A form-encoded request body: each parameter at most once (RFC 6749 §3.2).
@@ -139,14 +139,23 @@ pub async fn introspect(State(s): State<Services>, form: Result<Form, OAuthError
 
 #[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
     request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
-    responses((status = 200, description = "revoked, or not a token of the caller's account"), (status = 401, description = "invalid_client")),
+    responses((status = 200, description = "revoked, or not a token of the caller's account"),
+        (status = 400, description = "unsupported_token_type: a Client-Token, instance token, client secret or admin token"),
+        (status = 401, description = "invalid_client")),
     security(("client_secret_basic" = []), ("admin_token" = [])))]
 pub async fn revoke(State(s): State<Services>, form: Result<Form, OAuthError>) -> Result<Response, OAuthError> {
     let form = form?;
     let caller = protocol_caller(&s, &form)?;
     let token = form.get("token").ok_or_else(|| OAuthError::InvalidRequest("token is required".into()))?;
     match s.revoke(&caller, token).await {
-        Ok(()) => Ok(no_store(StatusCode::OK.into_response())),
+        Ok(Revocation::Done) => Ok(no_store(StatusCode::OK.into_response())),
+        Ok(Revocation::Unsupported) => {
+            let body = Json(serde_json::json!({
+                "error": "unsupported_token_type",
+                "error_description": "this kind of secret is rotated or deleted through the admin API"
+            }));
+            Ok(no_store((StatusCode::BAD_REQUEST, body).into_response()))
+        }
         Err(e) => {
             // RFC 7009 §2.2.1: the client may retry later.
             tracing::warn!(error = %e, "revocation failed");

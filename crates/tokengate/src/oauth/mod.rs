@@ -182,6 +182,19 @@ impl OAuthState {
         client.digest.ct_eq(&digest).then_some(client)
     }
 
+    /// The client whose secret has this digest (introspection of a `tgs_` secret). Every
+    /// client is compared, in constant time each.
+    pub fn client_with_secret(&self, digest: &Digest) -> Option<Arc<LiveClient>> {
+        let clients = self.clients.load();
+        let mut found = None;
+        for client in clients.values() {
+            if client.digest.ct_eq(digest) {
+                found = Some(Arc::clone(client));
+            }
+        }
+        found
+    }
+
     pub fn is_revoked(&self, jti: &str) -> bool {
         self.revoked.load().contains_key(jti)
     }

@@ -20,8 +20,8 @@ use std::sync::Arc;
 pub use authz::role_allows;
 pub use instances::{InstancePatch, NewInstance};
 pub use oauth::{
-    Introspection, NewOAuthClient, NewTrustedIssuer, OAuthError, ProtocolCaller, RotateSigningKey, RotatedSigningKey,
-    TokenResponse,
+    Introspection, NewOAuthClient, NewTrustedIssuer, OAuthError, ProtocolCaller, Revocation, RotateSigningKey,
+    RotatedSigningKey, TokenResponse,
 };
 pub use reports::{Readiness, UsageBucket, UsageQuery};
 pub use rooms::{IssueRoomToken, IssuedRoomToken, NewRoomApp, RoomVerification, VerifyRoomToken};

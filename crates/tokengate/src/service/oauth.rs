@@ -32,6 +32,15 @@ pub enum OAuthError {
     ServerError,
 }
 
+/// What `/oauth/revoke` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Revocation {
+    /// Revoked, or nothing of the caller's to revoke (RFC 7009 answers both alike).
+    Done,
+    /// A kind of secret this endpoint does not revoke (`unsupported_token_type`).
+    Unsupported,
+}
+
 /// Who calls introspection or revocation: the platform admin (any account) or an OAuth
 /// client (its own account only).
 pub enum ProtocolCaller {
@@ -263,6 +272,9 @@ impl Services {
                 account_id: Some(jwt.account_id.to_string()),
             };
         }
+        if let Some(prefix) = Prefix::of(presented).filter(|p| !matches!(p, Prefix::ApiKey | Prefix::Personal)) {
+            return self.introspect_secret(caller, presented, prefix, now).unwrap_or_default();
+        }
         let Some(live) = self.state.lookup_token(presented) else { return Introspection::default() };
         let c = &live.credential;
         if !caller.may_see(c.account_id) || c.check(now, None, None, None, &[]).is_err() {
@@ -280,10 +292,64 @@ impl Services {
         }
     }
 
+    /// The kinds that are not bearer tokens: an account's `Client-Token` (current, or
+    /// the previous one within its grace period), an instance token, an OAuth client
+    /// secret, and (for the admin only) an admin token.
+    fn introspect_secret(
+        &self,
+        caller: &ProtocolCaller,
+        presented: &[u8],
+        prefix: Prefix,
+        now: Timestamp,
+    ) -> Option<Introspection> {
+        let digest = token::parse(presented, prefix).ok()?;
+        let (kind, sub, account, exp, client_id) = match prefix {
+            Prefix::ClientToken => {
+                let (account, grace_end) = self.state.client_token_owner(&digest, now)?;
+                ("client_token", account.to_string(), Some(account), grace_end, None)
+            }
+            Prefix::Instance => {
+                let instance = self.state.instance_with_token(&digest)?;
+                ("instance", instance.id.to_string(), Some(instance.account_id), None, None)
+            }
+            Prefix::ClientSecret => {
+                let client = self.state.oauth.client_with_secret(&digest)?;
+                let id = client.client.client_id.to_string();
+                ("client_secret", id.clone(), Some(client.client.account_id), None, Some(id))
+            }
+            Prefix::Admin => ("admin", self.state.admin_token_id(&digest)?, None, None, None),
+            Prefix::ApiKey | Prefix::Personal => return None,
+        };
+        let visible = match account {
+            Some(account) => caller.may_see(account),
+            None => matches!(caller, ProtocolCaller::Admin(_)),
+        };
+        visible.then(|| Introspection {
+            active: true,
+            client_id,
+            kind: Some(kind.into()),
+            exp: exp.map(|t| t.as_millis() / 1000),
+            sub: Some(sub),
+            account_id: account.map(|a| a.to_string()),
+            ..Introspection::default()
+        })
+    }
+
     /// RFC 7009: revokes an access token, API key or personal token of the caller's
     /// account. Unknown, invalid or foreign tokens are ignored (the answer is the same).
-    pub async fn revoke(&self, caller: &ProtocolCaller, presented: &str) -> ServiceResult<()> {
+    ///
+    /// Client-Tokens, instance tokens, client secrets and admin tokens are not revoked
+    /// here (they are rotated or deleted through the admin API, where their effect on
+    /// every app that sends them is shown): `Unsupported`, decided by the prefix alone.
+    pub async fn revoke(&self, caller: &ProtocolCaller, presented: &str) -> ServiceResult<Revocation> {
         let presented = presented.trim().as_bytes();
+        if Prefix::of(presented).is_some_and(|p| !matches!(p, Prefix::ApiKey | Prefix::Personal)) {
+            return Ok(Revocation::Unsupported);
+        }
+        self.revoke_bearer(caller, presented).await.map(|()| Revocation::Done)
+    }
+
+    async fn revoke_bearer(&self, caller: &ProtocolCaller, presented: &[u8]) -> ServiceResult<()> {
         let now = Timestamp::now();
         if let Ok(jwt) = self.state.oauth.verify_access_token(presented, now, None) {
             let Some(jti) = jwt.jti.clone().filter(|_| caller.may_see(jwt.account_id)) else { return Ok(()) };

@@ -108,7 +108,10 @@ impl Services {
         let secret = token::generate(new.kind.prefix());
         let audit = actor.audit(Some(account), "token.created", token.id);
         let digest = Digest::of(secret.expose_secret().as_bytes());
-        self.store.create_token(&token, digest, &audit, self.config.max_tokens_per_account).await?;
+        self.store
+            .create_token(&token, digest, &audit, self.config.max_tokens_per_account)
+            .await
+            .map_err(|e| not_found(e, "member"))?;
         self.refresh(Change::Token(token.id)).await;
         Ok((token, secret))
     }
@@ -162,7 +165,10 @@ impl Services {
         let secret = token::generate(new.kind.prefix());
         let until = now.plus_secs(i64::try_from(grace_seconds).unwrap_or(0));
         let audit = actor.audit(Some(old.account_id), "token.rotated", id);
-        self.store.rotate_token(id, until, &new, Digest::of(secret.expose_secret().as_bytes()), &audit).await?;
+        self.store
+            .rotate_token(id, until, &new, Digest::of(secret.expose_secret().as_bytes()), &audit)
+            .await
+            .map_err(|e| not_found(e, "token"))?;
         self.refresh(Change::Token(id)).await;
         self.refresh(Change::Token(new.id)).await;
         Ok((new, secret))

@@ -404,6 +404,9 @@ pub trait WebhookStore {
     async fn deliveries(&self, webhook: &str, limit: u32) -> StoreResult<Vec<WebhookDelivery>>;
     /// Raises `token.expiring` once for each live token expiring before `horizon`.
     async fn raise_expiring(&self, now: Timestamp, horizon: Timestamp) -> StoreResult<u64>;
+    /// Deletes delivery attempts made before `before`, and events delivered or given up
+    /// before it (retention); events still to deliver are kept. Returns how many rows.
+    async fn prune_webhooks(&self, before: Timestamp) -> StoreResult<u64>;
 }
 
 /// A live API token for unit tests: `messages:send`, no expiry, no limits.

@@ -177,6 +177,16 @@ impl SqlStore {
 
     /// Writes the audit entry and, on PostgreSQL, the change notice, then commits.
     pub(super) async fn finish(&self, mut tx: Tx, audit: &AuditEntry, change: Option<Change>) -> StoreResult<()> {
+        self.record(&mut tx, audit).await?;
+        if let Some(change) = change {
+            self.notify(&mut tx, change).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes an audit entry and queues the webhook event it raises, if any.
+    pub(super) async fn record(&self, tx: &mut Tx, audit: &AuditEntry) -> StoreResult<()> {
         sqlx::query(
             "INSERT INTO audit_log (id, account_id, at, actor, action, target, ip, detail) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -189,16 +199,11 @@ impl SqlStore {
         .bind(&audit.target)
         .bind(audit.ip.clone())
         .bind(audit.detail.as_ref().map(serde_json::Value::to_string))
-        .execute(&mut *tx)
+        .execute(&mut **tx)
         .await?;
         // The events webhooks hear of are audited actions: queued in the same
         // transaction, so that no acknowledged change loses its event.
-        self.enqueue_webhook_event(&mut tx, audit).await?;
-        if let Some(change) = change {
-            self.notify(&mut tx, change).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        self.enqueue_webhook_event(tx, audit).await
     }
 
     pub(super) async fn notify(&self, tx: &mut Tx, change: Change) -> StoreResult<()> {
@@ -433,8 +438,19 @@ impl MemberStore for SqlStore {
         .iter()
         .map(|r| parse_id(&r.try_get::<String, _>("id")?))
         .collect::<StoreResult<Vec<TokenId>>>()?;
+        // Each personal token ends as a revocation of its own: audited, and heard by
+        // webhooks that follow `token.revoked`.
         for token in &revoked {
             self.notify(&mut tx, Change::Token(*token)).await?;
+            let revocation = AuditEntry {
+                id: AuditId::new(),
+                account_id: Some(member.account_id),
+                action: "token.revoked".into(),
+                target: token.to_string(),
+                detail: Some(serde_json::json!({ "reason": "member_removed" })),
+                ..audit.clone()
+            };
+            self.record(&mut tx, &revocation).await?;
         }
         let audit = AuditEntry { account_id: Some(member.account_id), ..audit.clone() };
         self.finish(tx, &audit, Some(Change::Account(member.account_id))).await?;

@@ -6,7 +6,12 @@ use serde_json::{Value, json};
 use crate::helpers::{StoreKind, TestApp};
 use crate::on_both_stores;
 
-on_both_stores!(instances_and_members, bad_input_is_a_clear_4xx, concurrent_patches_of_different_fields_all_hold);
+on_both_stores!(
+    instances_and_members,
+    bad_input_is_a_clear_4xx,
+    concurrent_patches_of_different_fields_all_hold,
+    a_removed_member_keeps_no_personal_token
+);
 
 /// Patches of different fields sent at once all hold: one naming the instance never
 /// writes back the rules it read before another patch set them (which could drop an
@@ -30,6 +35,48 @@ async fn concurrent_patches_of_different_fields_all_hold(kind: StoreKind) {
     // The answer to a patch is the instance as stored.
     let (_, answer) = app.admin(Method::PATCH, &path, Some(json!({"name": "last"}))).await;
     assert_eq!((answer["name"].as_str(), answer["rules"][0]["path"].as_str()), (Some("last"), Some("/send-*")));
+}
+
+/// Personal tokens created while their member is being removed: each either is refused
+/// (the member is gone) or exists before the removal and is revoked with it, never left
+/// working for a member who no longer exists.
+async fn a_removed_member_keeps_no_personal_token(kind: StoreKind) {
+    let app = TestApp::spawn(kind).await;
+    let acc = app.create_account("Leavers").await;
+    let body = json!({"email": "leaver@example.com", "password": "correct horse battery", "role": "developer"});
+    let (_, member) = app.admin(Method::POST, &format!("/v1/accounts/{acc}/members"), Some(body)).await;
+    let member_id = member["id"].as_str().unwrap().to_string();
+    let tokens_path = format!("/v1/accounts/{acc}/tokens");
+    let pat = json!({"name": "p", "kind": "personal", "member_id": member_id,
+                     "scopes": ["messages:send"], "expires_in_seconds": 3600});
+    let creations = (0..24).map(|_| app.admin(Method::POST, &tokens_path, Some(pat.clone())));
+    let removal = async {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        app.admin(Method::DELETE, &format!("/v1/members/{member_id}"), None).await
+    };
+    let (created, (removed, _)) = tokio::join!(futures_util::future::join_all(creations), removal);
+    assert_eq!(removed, StatusCode::NO_CONTENT);
+    let (_, audit) = app.admin(Method::GET, &format!("/v1/accounts/{acc}/audit?limit=500"), None).await;
+    let revoked: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "token.revoked" && e["detail"]["reason"] == "member_removed")
+        .map(|e| e["target"].as_str().unwrap())
+        .collect();
+    for (s, token) in created {
+        match s {
+            StatusCode::CREATED => {
+                let (_, v) = app.verify(&app.admin_token, json!({"token": token["token"]})).await;
+                assert_eq!((v["valid"].as_bool(), v["reason"].as_str()), (Some(false), Some("revoked")), "{v}");
+                // Each one is a revocation of its own (audited; webhooks hear token.revoked).
+                assert!(revoked.contains(&token["id"].as_str().unwrap()), "{token} {revoked:?}");
+            }
+            s => assert_eq!(s, StatusCode::NOT_FOUND, "{token}"),
+        }
+    }
+    let (s, _) = app.admin(Method::POST, &tokens_path, Some(pat)).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
 async fn instances_and_members(kind: StoreKind) {

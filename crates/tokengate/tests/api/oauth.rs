@@ -386,3 +386,85 @@ async fn independent_oauth_client_and_jose_verifier() {
     assert!(seen["gateway_after_www_authenticate"].as_str().unwrap().contains("invalid_token"));
     assert_eq!(seen["greedy_error"], "invalid_scope");
 }
+
+/// Every kind of secret the server issues is known to introspection, each seen only by
+/// its own account's clients (admin tokens by the admin only); revocation of the kinds
+/// that are not bearer tokens is left to the admin API (`unsupported_token_type`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_kind_of_secret_is_introspected() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let acc = app.create_account("Kinds").await;
+    let (inst, inst_token) = app.create_instance(&acc).await;
+    let first = app.generate_security_token(&acc).await;
+    let client = app.oauth_client(&acc, &["messages:send"]).await;
+    let other = app.create_account("Other").await;
+    let stranger = app.oauth_client(&other, &["messages:send"]).await;
+    let as_admin = |token: String| {
+        let req = app.http.post(app.url("/oauth/introspect")).bearer_auth(&app.admin_token).form(&[("token", token)]);
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+    let seen = |info: &Value| {
+        (info["active"].as_bool(), info["kind"].as_str().map(str::to_string), info["sub"].as_str().map(str::to_string))
+    };
+    let active = |kind: &str, sub: &str| (Some(true), Some(kind.to_string()), Some(sub.to_string()));
+
+    let (_, info) = app.oauth_call("introspect", &client, &first).await;
+    assert_eq!(seen(&info), active("client_token", &acc), "{info}");
+    assert_eq!(info["account_id"], acc.as_str());
+    let (_, info) = app.oauth_call("introspect", &client, &inst_token).await;
+    assert_eq!(seen(&info), active("instance", &inst), "{info}");
+    let (_, info) = app.oauth_call("introspect", &client, &client.1).await;
+    assert_eq!(seen(&info), active("client_secret", &client.0), "{info}");
+    assert_eq!(info["client_id"], client.0.as_str());
+    for secret in [&first, &inst_token, &client.1, &app.admin_token] {
+        assert_eq!(app.oauth_call("introspect", &stranger, secret).await.1, json!({"active": false}));
+    }
+    assert_eq!(app.oauth_call("introspect", &client, &app.admin_token).await.1, json!({"active": false}));
+    let info = as_admin(app.admin_token.clone()).await;
+    assert_eq!((info["active"].as_bool(), info["kind"].as_str()), (Some(true), Some("admin")), "{info}");
+    assert!(info.get("account_id").is_none(), "{info}");
+    assert_eq!(seen(&as_admin(inst_token.clone()).await), active("instance", &inst));
+
+    // A rotated Client-Token is active until its grace period ends, and says when.
+    let rotate = |grace: u64| {
+        let path = format!("/v1/accounts/{acc}/security-token/rotate");
+        let app = &app;
+        async move { app.admin(Method::POST, &path, Some(json!({"grace_seconds": grace}))).await.1 }
+    };
+    let rotated = rotate(600).await;
+    let second = rotated["token"].as_str().unwrap().to_string();
+    let until = tokengate_core::Timestamp::parse(rotated["previous_valid_until"].as_str().unwrap()).unwrap();
+    let (_, info) = app.oauth_call("introspect", &client, &first).await;
+    assert_eq!(seen(&info), active("client_token", &acc), "{info}");
+    assert_eq!(info["exp"], until.as_millis() / 1000);
+    let (_, info) = app.oauth_call("introspect", &client, &second).await;
+    assert_eq!((info["active"].as_bool(), info.get("exp")), (Some(true), None), "{info}");
+    rotate(0).await;
+    for gone in [&first, &second] {
+        assert_eq!(app.oauth_call("introspect", &client, gone).await.1, json!({"active": false}));
+    }
+
+    // A changed character is inactive (as are, below, a deleted instance and client).
+    let mut tampered = inst_token.clone();
+    let last = tampered.pop().unwrap();
+    tampered.push(if last == '0' { '1' } else { '0' });
+    assert_eq!(app.oauth_call("introspect", &client, &tampered).await.1, json!({"active": false}));
+
+    // Revocation refuses these kinds by their prefix, for any caller, and they keep working.
+    for secret in [&inst_token, &client.1, &app.admin_token, &tampered] {
+        for caller in [&client, &stranger] {
+            let (s, body) = app.oauth_call("revoke", caller, secret).await;
+            assert_eq!((s, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_token_type")));
+        }
+    }
+    assert_eq!(seen(&as_admin(inst_token.clone()).await), active("instance", &inst));
+    assert_eq!(app.access_token(&client, None).await.split('.').count(), 3);
+    assert_eq!(app.admin(Method::GET, "/v1/accounts", None).await.0, StatusCode::OK);
+
+    let (s, _) = app.admin(Method::DELETE, &format!("/v1/instances/{inst}"), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(app.oauth_call("introspect", &client, &inst_token).await.1, json!({"active": false}));
+    let (s, _) = app.admin(Method::DELETE, &format!("/v1/accounts/{other}/oauth-clients/{}", stranger.0), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(as_admin(stranger.1.clone()).await, json!({"active": false}));
+}

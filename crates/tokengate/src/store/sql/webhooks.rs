@@ -221,6 +221,20 @@ impl WebhookStore for SqlStore {
             .collect()
     }
 
+    async fn prune_webhooks(&self, before: Timestamp) -> StoreResult<u64> {
+        let mut tx = self.begin().await?;
+        let attempts = sqlx::query("DELETE FROM webhook_deliveries WHERE at < $1")
+            .bind(before.as_millis())
+            .execute(&mut *tx)
+            .await?;
+        let events = sqlx::query("DELETE FROM webhook_outbox WHERE delivered_at < $1 OR given_up_at < $1")
+            .bind(before.as_millis())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(attempts.rows_affected() + events.rows_affected())
+    }
+
     async fn raise_expiring(&self, now: Timestamp, horizon: Timestamp) -> StoreResult<u64> {
         let rows = sqlx::query(
             "SELECT t.id, t.account_id FROM api_tokens t WHERE t.expiring_notified_at IS NULL \
@@ -262,5 +276,78 @@ impl WebhookStore for SqlStore {
             raised += 1;
         }
         Ok(raised)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokengate_core::AuditId;
+
+    use crate::store::{Account, AccountStore};
+
+    #[tokio::test]
+    async fn retention_keeps_recent_attempts_and_pending_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlStore::open_sqlite(dir.path()).await.unwrap();
+        let audit = |action: &str| AuditEntry {
+            id: AuditId::new(),
+            account_id: None,
+            at: Timestamp::now(),
+            actor: "test".into(),
+            action: action.into(),
+            target: String::new(),
+            ip: None,
+            detail: None,
+        };
+        let account = Account { id: AccountId::new(), name: "hooks".into(), created_at: Timestamp::now() };
+        store.create_account(&account, &audit("account.created")).await.unwrap();
+        let webhook = Webhook {
+            id: "wh_1".into(),
+            account_id: account.id,
+            url: "https://example.com/hook".into(),
+            events: vec!["token.created".into()],
+            created_at: Timestamp::now(),
+        };
+        store.create_webhook(&webhook, b"sealed", &audit("webhook.created")).await.unwrap();
+        let cutoff = Timestamp::from_millis(1_000_000);
+        let (old, new) = (cutoff.as_millis() - 1, cutoff.as_millis() + 1);
+        // (id, delivered_at, given_up_at): two old finished events, a recent one, a pending old one.
+        let events = [
+            ("old-ok", Some(old), None),
+            ("old-gone", None, Some(old)),
+            ("new-ok", Some(new), None),
+            ("due", None, None),
+        ];
+        for (id, delivered, given_up) in events {
+            sqlx::query(
+                "INSERT INTO webhook_outbox (id, webhook_id, payload, next_attempt_at, created_at, delivered_at, given_up_at) \
+                 VALUES ($1, 'wh_1', '{}', 0, 0, $2, $3)",
+            )
+            .bind(id)
+            .bind(delivered)
+            .bind(given_up)
+            .execute(&store.write)
+            .await
+            .unwrap();
+        }
+        for (id, at) in [("a1", old), ("a2", new)] {
+            sqlx::query(
+                "INSERT INTO webhook_deliveries (id, webhook_id, outbox_id, event_type, attempt, at, duration_ms) \
+                 VALUES ($1, 'wh_1', 'x', 'token.created', 1, $2, 1)",
+            )
+            .bind(id)
+            .bind(at)
+            .execute(&store.write)
+            .await
+            .unwrap();
+        }
+        assert_eq!(store.prune_webhooks(cutoff).await.unwrap(), 3);
+        let left: Vec<String> =
+            sqlx::query_scalar("SELECT id FROM webhook_outbox ORDER BY id").fetch_all(&store.write).await.unwrap();
+        assert_eq!(left, ["due", "new-ok"]);
+        let attempts = store.deliveries("wh_1", 10).await.unwrap();
+        assert_eq!(attempts.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(), ["a2"]);
+        assert_eq!(store.prune_webhooks(cutoff).await.unwrap(), 0);
     }
 }
