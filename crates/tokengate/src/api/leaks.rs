@@ -50,8 +50,9 @@ pub async fn report(State(s): State<Services>, req: Request) -> ApiResult<(Statu
     responses((status = 200, body = Vec<GithubLabel>), (status = 400), (status = 401), (status = 413),
         (status = 422), (status = 429)))]
 pub async fn github(State(s): State<Services>, req: Request) -> ApiResult<Json<Vec<GithubLabel>>> {
-    // Every report counts, signed or not (unsigned ones would otherwise be free).
-    let reporter = admit(&s, &req)?;
+    // A report without the signature headers is refused before anything is read or
+    // verified (it costs nothing); every other one counts against the limit before its
+    // signature is checked, a bad signature as much as a good one.
     let signed = {
         let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
         (header("github-public-key-identifier"), header("github-public-key-signature"))
@@ -59,6 +60,7 @@ pub async fn github(State(s): State<Services>, req: Request) -> ApiResult<Json<V
     let (Some(key_id), Some(signature)) = signed else {
         return Err(ApiError::BadSignature("GitHub-Public-Key-Identifier and -Signature are required"));
     };
+    let reporter = admit(&s, &req)?;
     let body = axum::body::to_bytes(req.into_body(), MAX_GITHUB_BODY).await.map_err(|_| ApiError::TooLarge)?;
     s.github_keys.verify(&body, &key_id, &signature).await.map_err(|e| match e {
         SignatureError::UnknownKey => ApiError::BadSignature("unknown public key identifier"),

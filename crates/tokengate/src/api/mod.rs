@@ -175,9 +175,10 @@ pub fn router(services: Services) -> Router {
     // The routes' operations exist only now: their shared error statuses are added here.
     let mut openapi = openapi;
     ErrorResponses.modify(&mut openapi);
-    let openapi = std::sync::Arc::new(openapi);
+    let mut document = serde_json::to_value(&openapi).unwrap_or_default();
+    ops::no_nul_in_strings(&mut document);
     router
-        .merge(ops::router(openapi))
+        .merge(ops::router(bytes::Bytes::from(document.to_string())))
         .route("/.well-known/oauth-authorization-server", axum::routing::get(oauth::metadata))
         .route("/.well-known/jwks.json", axum::routing::get(oauth::jwks))
         .fallback(ops::not_found)

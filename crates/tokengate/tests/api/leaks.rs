@@ -176,15 +176,25 @@ async fn leak_reports_are_limited_and_bad_ones_refused() {
         .await
         .unwrap();
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
-    // Unsigned GitHub reports count as well: the eleventh, signed or not, waits.
+    // GitHub reports with a bad signature count as well (each costs a verification):
+    // the eleventh waits. One without the signature headers costs nothing and is
+    // refused as such, limit or not.
     let fresh = TestApp::spawn(StoreKind::Sqlite).await;
+    let badly_signed = || {
+        fresh
+            .http
+            .post(fresh.url("/v1/leaks/github"))
+            .header("Github-Public-Key-Identifier", "k")
+            .header("Github-Public-Key-Signature", "c2ln")
+            .body("[]")
+    };
     for _ in 0..10 {
-        let res = fresh.http.post(fresh.url("/v1/leaks/github")).body("[]").send().await.unwrap();
-        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(badly_signed().send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
     }
-    let res = fresh.http.post(fresh.url("/v1/leaks/github")).body("[]").send().await.unwrap();
-    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(badly_signed().send().await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(fresh.report_leak(&["x"]).await.0, StatusCode::TOO_MANY_REQUESTS);
+    let unsigned = fresh.http.post(fresh.url("/v1/leaks/github")).body("[]").send().await.unwrap();
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
 }
 
 /// GitHub's partner format, with a key pair made here and its public key served here.
