@@ -283,23 +283,33 @@ impl GatewayState {
     }
 
     /// The instance whose token has this digest (introspection of a `tgi_` token; the
-    /// gateway finds instances by id). A scan of every instance.
+    /// gateway finds instances by id). A scan of every instance, none skipped (how long
+    /// it takes does not tell where a match was).
     pub fn instance_with_token(&self, digest: &Digest) -> Option<Arc<LiveInstance>> {
-        self.instances.iter().find(|e| e.value().token_digest.ct_eq(digest)).map(|e| Arc::clone(e.value()))
+        let mut found = None;
+        for e in &self.instances {
+            if e.value().token_digest.ct_eq(digest) {
+                found = Some(Arc::clone(e.value()));
+            }
+        }
+        found
     }
 
     /// The account whose `Client-Token` this is, current or within its grace period, and
-    /// when that grace ends (introspection of a `tgc_` token). A scan of every account.
+    /// when that grace ends (introspection of a `tgc_` token). A scan of every account,
+    /// none skipped.
     pub fn client_token_owner(&self, digest: &Digest, now: Timestamp) -> Option<(AccountId, Option<Timestamp>)> {
-        self.accounts.iter().find_map(|e| match &e.value().security_token {
-            SecurityTokenPolicy::Configured { current, .. } if current.ct_eq(digest) => Some((*e.key(), None)),
-            SecurityTokenPolicy::Configured { previous: Some((previous, until)), .. }
-                if now < *until && previous.ct_eq(digest) =>
-            {
-                Some((*e.key(), Some(*until)))
+        let mut found = None;
+        for e in &self.accounts {
+            let SecurityTokenPolicy::Configured { current, previous, .. } = &e.value().security_token else { continue };
+            let in_grace = previous.as_ref().filter(|(p, until)| p.ct_eq(digest) & (now < *until));
+            if current.ct_eq(digest) {
+                found = Some((*e.key(), None));
+            } else if let Some((_, until)) = in_grace {
+                found = Some((*e.key(), Some(*until)));
             }
-            _ => None,
-        })
+        }
+        found
     }
 
     pub fn instance_count(&self) -> usize {

@@ -140,7 +140,7 @@ pub async fn introspect(State(s): State<Services>, form: Result<Form, OAuthError
 #[utoipa::path(post, path = "/oauth/revoke", tag = "oauth",
     request_body(content = TokenParam, content_type = "application/x-www-form-urlencoded"),
     responses((status = 200, description = "revoked, or not a token of the caller's account"),
-        (status = 400, description = "unsupported_token_type: a Client-Token, instance token, client secret or admin token"),
+        (status = 400, description = "unsupported_token_type: a Client-Token, instance token or admin token"),
         (status = 401, description = "invalid_client")),
     security(("client_secret_basic" = []), ("admin_token" = [])))]
 pub async fn revoke(State(s): State<Services>, form: Result<Form, OAuthError>) -> Result<Response, OAuthError> {

@@ -338,15 +338,35 @@ impl Services {
     /// RFC 7009: revokes an access token, API key or personal token of the caller's
     /// account. Unknown, invalid or foreign tokens are ignored (the answer is the same).
     ///
-    /// Client-Tokens, instance tokens, client secrets and admin tokens are not revoked
-    /// here (they are rotated or deleted through the admin API, where their effect on
-    /// every app that sends them is shown): `Unsupported`, decided by the prefix alone.
+    /// An OAuth client secret disables its client, as a leak report does (its access
+    /// tokens stop working with it). Client-Tokens, instance tokens and admin tokens are
+    /// not revoked here (they are rotated or deleted through the admin API, where their
+    /// effect on every app that sends them is shown): `Unsupported`, decided by the
+    /// prefix alone.
     pub async fn revoke(&self, caller: &ProtocolCaller, presented: &str) -> ServiceResult<Revocation> {
         let presented = presented.trim().as_bytes();
-        if Prefix::of(presented).is_some_and(|p| !matches!(p, Prefix::ApiKey | Prefix::Personal)) {
-            return Ok(Revocation::Unsupported);
+        match Prefix::of(presented) {
+            Some(Prefix::ClientSecret) => self.revoke_client_secret(caller, presented).await.map(|()| Revocation::Done),
+            Some(Prefix::ClientToken | Prefix::Instance | Prefix::Admin) => Ok(Revocation::Unsupported),
+            _ => self.revoke_bearer(caller, presented).await.map(|()| Revocation::Done),
         }
-        self.revoke_bearer(caller, presented).await.map(|()| Revocation::Done)
+    }
+
+    async fn revoke_client_secret(&self, caller: &ProtocolCaller, presented: &[u8]) -> ServiceResult<()> {
+        let Ok(digest) = token::parse(presented, Prefix::ClientSecret) else { return Ok(()) };
+        let Some(live) = self.state.oauth.client_with_secret(&digest) else { return Ok(()) };
+        let (account, id) = (live.client.account_id, live.client.client_id);
+        if !caller.may_see(account) {
+            return Ok(());
+        }
+        let audit = caller.actor().audit(Some(account), "oauth_client.disabled", id);
+        match self.store.disable_oauth_client(account, id, Timestamp::now(), &audit).await {
+            // Disabled or deleted meanwhile: nothing left to revoke.
+            Ok(()) | Err(crate::store::StoreError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.refresh(Change::OAuthClients).await;
+        Ok(())
     }
 
     async fn revoke_bearer(&self, caller: &ProtocolCaller, presented: &[u8]) -> ServiceResult<()> {

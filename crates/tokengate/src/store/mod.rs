@@ -267,6 +267,15 @@ pub trait OAuthStore {
     async fn all_oauth_clients(&self) -> StoreResult<Vec<(OAuthClient, Digest)>>;
     /// Deletes the client of this account; `NotFound` otherwise.
     async fn delete_oauth_client(&self, account: AccountId, id: ClientId, audit: &AuditEntry) -> StoreResult<()>;
+    /// Marks a client disabled (it issues and verifies nothing since, as after a leak);
+    /// `NotFound` when the account has no such client still enabled.
+    async fn disable_oauth_client(
+        &self,
+        account: AccountId,
+        id: ClientId,
+        at: Timestamp,
+        audit: &AuditEntry,
+    ) -> StoreResult<()>;
     /// Records a revoked access token (idempotent), dropping entries long expired.
     async fn revoke_jti(&self, revoked: &RevokedJti, now: Timestamp, audit: &AuditEntry) -> StoreResult<()>;
     /// Revoked access tokens that have not expired by `now`.

@@ -388,8 +388,9 @@ async fn independent_oauth_client_and_jose_verifier() {
 }
 
 /// Every kind of secret the server issues is known to introspection, each seen only by
-/// its own account's clients (admin tokens by the admin only); revocation of the kinds
-/// that are not bearer tokens is left to the admin API (`unsupported_token_type`).
+/// its own account's clients (admin tokens by the admin only); a client secret is
+/// revoked by disabling its client, the other kinds that are not bearer tokens are left
+/// to the admin API (`unsupported_token_type`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_kind_of_secret_is_introspected() {
     let app = TestApp::spawn(StoreKind::Sqlite).await;
@@ -451,14 +452,13 @@ async fn every_kind_of_secret_is_introspected() {
     assert_eq!(app.oauth_call("introspect", &client, &tampered).await.1, json!({"active": false}));
 
     // Revocation refuses these kinds by their prefix, for any caller, and they keep working.
-    for secret in [&inst_token, &client.1, &app.admin_token, &tampered] {
+    for secret in [&inst_token, &first, &app.admin_token, &tampered] {
         for caller in [&client, &stranger] {
             let (s, body) = app.oauth_call("revoke", caller, secret).await;
             assert_eq!((s, body["error"].as_str()), (StatusCode::BAD_REQUEST, Some("unsupported_token_type")));
         }
     }
     assert_eq!(seen(&as_admin(inst_token.clone()).await), active("instance", &inst));
-    assert_eq!(app.access_token(&client, None).await.split('.').count(), 3);
     assert_eq!(app.admin(Method::GET, "/v1/accounts", None).await.0, StatusCode::OK);
 
     let (s, _) = app.admin(Method::DELETE, &format!("/v1/instances/{inst}"), None).await;
@@ -466,5 +466,22 @@ async fn every_kind_of_secret_is_introspected() {
     assert_eq!(app.oauth_call("introspect", &client, &inst_token).await.1, json!({"active": false}));
     let (s, _) = app.admin(Method::DELETE, &format!("/v1/accounts/{other}/oauth-clients/{}", stranger.0), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(as_admin(stranger.1.clone()).await, json!({"active": false}));
+
+    // A client secret is revoked by disabling its client, as a leak report does: not by
+    // another account's client, but by the client itself (or the admin).
+    let neighbour = app.oauth_client(&other, &["messages:send"]).await;
+    let issued = app.access_token(&client, None).await;
+    assert_eq!(app.oauth_call("revoke", &neighbour, &client.1).await.0, StatusCode::OK);
+    assert_eq!(app.access_token(&client, None).await.split('.').count(), 3, "still enabled");
+    assert_eq!(app.oauth_call("revoke", &client, &client.1).await.0, StatusCode::OK);
+    let grant = [("grant_type", "client_credentials")];
+    assert_eq!(app.token_request(&client, &grant).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.oauth_call("introspect", &neighbour, &issued).await.1, json!({"active": false}));
+    assert_eq!(as_admin(issued).await, json!({"active": false}), "its access tokens end with it");
+    assert_eq!(as_admin(client.1.clone()).await, json!({"active": false}));
+    let (_, clients) = app.admin(Method::GET, &format!("/v1/accounts/{acc}/oauth-clients"), None).await;
+    assert!(clients["items"][0]["disabled_at"].is_string(), "{clients}");
+    assert_eq!(app.oauth_call("revoke", &client, &client.1).await.0, StatusCode::UNAUTHORIZED, "it is gone");
     assert_eq!(as_admin(stranger.1.clone()).await, json!({"active": false}));
 }

@@ -150,6 +150,28 @@ impl OAuthStore for SqlStore {
         self.finish(tx, audit, Some(Change::OAuthClients)).await
     }
 
+    async fn disable_oauth_client(
+        &self,
+        account: AccountId,
+        id: ClientId,
+        at: Timestamp,
+        audit: &AuditEntry,
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let done = sqlx::query(
+            "UPDATE oauth_clients SET disabled_at = $1 WHERE account_id = $2 AND client_id = $3 AND disabled_at IS NULL",
+        )
+        .bind(at.as_millis())
+        .bind(account.to_string())
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        self.finish(tx, audit, Some(Change::OAuthClients)).await
+    }
+
     async fn revoke_jti(&self, revoked: &RevokedJti, now: Timestamp, audit: &AuditEntry) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         sqlx::query("DELETE FROM revoked_jtis WHERE expires_at < $1")

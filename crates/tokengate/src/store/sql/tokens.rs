@@ -143,20 +143,25 @@ pub(super) fn token_row(row: &AnyRow) -> StoreResult<(ApiToken, Digest)> {
 impl SqlStore {
     /// Inserts a token; `false` when one with the same digest exists already (an
     /// import's duplicate; a generated secret never collides).
-    pub(super) async fn insert_token(&self, tx: &mut super::Tx, token: &ApiToken, digest: Digest) -> StoreResult<bool> {
-        // A personal token's member is write-locked until the commit: a removal running
-        // meanwhile either waits and then revokes this token with the member's others,
-        // or removed the member first, and this insert is refused (`NotFound`).
-        if let Some(member) = token.member_id {
-            let held = sqlx::query("UPDATE members SET role = role WHERE id = $1 AND account_id = $2")
-                .bind(member.to_string())
-                .bind(token.account_id.to_string())
-                .execute(&mut **tx)
-                .await?;
-            if held.rows_affected() == 0 {
-                return Err(StoreError::NotFound);
-            }
+    /// A personal token's member, write-locked until the commit: a removal running
+    /// meanwhile either waits and then revokes this token with the member's others, or
+    /// removed the member first, and this write is refused (`NotFound`). Taken before
+    /// any token row, in the order a removal takes them (member, then tokens).
+    async fn lock_member(&self, tx: &mut super::Tx, token: &ApiToken) -> StoreResult<()> {
+        let Some(member) = token.member_id else { return Ok(()) };
+        let held = sqlx::query("UPDATE members SET role = role WHERE id = $1 AND account_id = $2")
+            .bind(member.to_string())
+            .bind(token.account_id.to_string())
+            .execute(&mut **tx)
+            .await?;
+        if held.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
         }
+        Ok(())
+    }
+
+    pub(super) async fn insert_token(&self, tx: &mut super::Tx, token: &ApiToken, digest: Digest) -> StoreResult<bool> {
+        self.lock_member(tx, token).await?;
         let done = sqlx::query(
             "INSERT INTO api_tokens (id, account_id, kind, member_id, name, digest, scopes, expires_at, ip_allowlist, \
              rate_limit, rate_window_seconds, instance_ids, created_at, revoked_at, last_used_at, format, external_id) \
@@ -228,6 +233,7 @@ impl TokenStore for SqlStore {
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
         let now = new.created_at.as_millis();
+        self.lock_member(&mut tx, new).await?;
         // One statement decides, so two concurrent rotations cannot both win: only a live
         // token (not revoked, not expired) without a successor is rotated.
         let done = sqlx::query(
