@@ -98,16 +98,7 @@ impl LeakStore for SqlStore {
                 }
             }
             "oauth_client" => {
-                let done = sqlx::query(
-                    "UPDATE oauth_clients SET disabled_at = $1 WHERE client_id = $2 AND disabled_at IS NULL",
-                )
-                .bind(at)
-                .bind(&target)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() > 0 {
-                    change = Some(Change::OAuthClients);
-                }
+                change = self.disable_client(&mut tx, &target, None, at).await?.then_some(Change::OAuthClients);
             }
             _ => {}
         }

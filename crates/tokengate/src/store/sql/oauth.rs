@@ -54,6 +54,30 @@ const CLIENT_COLUMNS: &str =
 const ISSUER_COLUMNS: &str =
     "SELECT id, account_id, issuer, jwks_uri, audience, scopes_claim, created_at FROM trusted_issuers";
 
+impl SqlStore {
+    /// Marks a client disabled (of `account` only, when given); `false` when no such
+    /// client was still enabled. A revocation of its secret and a leak report both end
+    /// a client this way.
+    pub(super) async fn disable_client(
+        &self,
+        tx: &mut super::Tx,
+        client_id: &str,
+        account: Option<AccountId>,
+        at_millis: i64,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE oauth_clients SET disabled_at = $1 WHERE client_id = $2 AND ($3 IS NULL OR account_id = $3) \
+             AND disabled_at IS NULL",
+        )
+        .bind(at_millis)
+        .bind(client_id)
+        .bind(account.map(|a| a.to_string()))
+        .execute(&mut **tx)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+}
+
 impl OAuthStore for SqlStore {
     async fn signing_keys(&self, now: Timestamp) -> StoreResult<Vec<SigningKeyRecord>> {
         let rows = sqlx::query(
@@ -158,15 +182,7 @@ impl OAuthStore for SqlStore {
         audit: &AuditEntry,
     ) -> StoreResult<()> {
         let mut tx = self.begin().await?;
-        let done = sqlx::query(
-            "UPDATE oauth_clients SET disabled_at = $1 WHERE account_id = $2 AND client_id = $3 AND disabled_at IS NULL",
-        )
-        .bind(at.as_millis())
-        .bind(account.to_string())
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
+        if !self.disable_client(&mut tx, &id.to_string(), Some(account), at.as_millis()).await? {
             return Err(StoreError::NotFound);
         }
         self.finish(tx, audit, Some(Change::OAuthClients)).await

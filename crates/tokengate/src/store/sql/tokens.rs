@@ -141,8 +141,6 @@ pub(super) fn token_row(row: &AnyRow) -> StoreResult<(ApiToken, Digest)> {
 }
 
 impl SqlStore {
-    /// Inserts a token; `false` when one with the same digest exists already (an
-    /// import's duplicate; a generated secret never collides).
     /// A personal token's member, write-locked until the commit: a removal running
     /// meanwhile either waits and then revokes this token with the member's others, or
     /// removed the member first, and this write is refused (`NotFound`). Taken before
@@ -160,8 +158,9 @@ impl SqlStore {
         Ok(())
     }
 
+    /// Inserts a token; `false` when one with the same digest exists already (an
+    /// import's duplicate; a generated secret never collides).
     pub(super) async fn insert_token(&self, tx: &mut super::Tx, token: &ApiToken, digest: Digest) -> StoreResult<bool> {
-        self.lock_member(tx, token).await?;
         let done = sqlx::query(
             "INSERT INTO api_tokens (id, account_id, kind, member_id, name, digest, scopes, expires_at, ip_allowlist, \
              rate_limit, rate_window_seconds, instance_ids, created_at, revoked_at, last_used_at, format, external_id) \
@@ -205,6 +204,7 @@ impl TokenStore for SqlStore {
         .bind(token.account_id.to_string())
         .bind(token.created_at.as_millis());
         self.within_quota(&mut tx, token.account_id, count, max_live, "live tokens").await?;
+        self.lock_member(&mut tx, token).await?;
         if !self.insert_token(&mut tx, token, digest).await? {
             return Err(StoreError::Conflict("a token with this secret exists"));
         }
