@@ -98,6 +98,13 @@ impl Digest {
     pub fn from_slice(bytes: &[u8]) -> Option<Digest> {
         bytes.try_into().ok().map(Digest)
     }
+
+    /// The first eight bytes, as the in-memory indexes key a digest (SHA-256 output is
+    /// uniform already); a match is then compared in full with [`Digest::ct_eq`].
+    pub fn prefix(&self) -> u64 {
+        let [a, b, c, d, e, f, g, h, ..] = self.0;
+        u64::from_le_bytes([a, b, c, d, e, f, g, h])
+    }
 }
 
 impl std::fmt::Debug for Digest {

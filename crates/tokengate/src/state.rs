@@ -126,8 +126,7 @@ impl std::hash::Hasher for PrefixHasher {
 }
 
 fn key(digest: &Digest) -> u64 {
-    let [a, b, c, d, e, f, g, h, ..] = digest.0;
-    u64::from_le_bytes([a, b, c, d, e, f, g, h])
+    digest.prefix()
 }
 
 /// Scope lists and their header values, shared between tokens during a load.
@@ -161,6 +160,13 @@ fn limiter(rate: RateLimit) -> Option<Arc<(RateLimit, DefaultDirectRateLimiter)>
     let period = Duration::from_secs(u64::from(rate.window_seconds)).checked_div(rate.limit)?;
     let quota = Quota::with_period(period.max(Duration::from_nanos(1)))?.allow_burst(burst);
     Some(Arc::new((rate, RateLimiter::direct(quota))))
+}
+
+/// What holds a secret other than an API key (see `GatewayState::holders`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Holder {
+    Instance(InstanceId),
+    Account(AccountId),
 }
 
 /// What a refresh may remove.
@@ -233,6 +239,11 @@ pub struct GatewayState {
     /// sharing 64 bits of SHA-256 — odds of 1 in 10^7 at a million tokens — would shadow
     /// each other; the full 32-byte key would cost ~50 MB more at that size.)
     tokens: DashMap<u64, Arc<LiveToken>, std::hash::BuildHasherDefault<PrefixHasher>>,
+    /// Who holds an instance token or a `Client-Token`, by the first eight bytes of its
+    /// digest: hints for introspection, each checked against the instance or account it
+    /// names (full digest, constant time). A hint outlives a rotation or a removal until
+    /// the next resync prunes it; checking it against what is held makes that harmless.
+    holders: DashMap<u64, Vec<Holder>, std::hash::BuildHasherDefault<PrefixHasher>>,
     admin_tokens: ArcSwap<Vec<(String, Digest)>>,
     /// The read clock: every refresh takes the next stamp before it reads the store,
     /// and an object read under an older stamp never replaces one read under a newer
@@ -283,33 +294,61 @@ impl GatewayState {
     }
 
     /// The instance whose token has this digest (introspection of a `tgi_` token; the
-    /// gateway finds instances by id). A scan of every instance, none skipped (how long
-    /// it takes does not tell where a match was).
+    /// gateway finds instances by id): found by hash lookup, compared in constant time.
     pub fn instance_with_token(&self, digest: &Digest) -> Option<Arc<LiveInstance>> {
         let mut found = None;
-        for e in &self.instances {
-            if e.value().token_digest.ct_eq(digest) {
-                found = Some(Arc::clone(e.value()));
+        for holder in self.holders_of(digest) {
+            let Holder::Instance(id) = holder else { continue };
+            if let Some(instance) = self.instance(&id).filter(|i| i.token_digest.ct_eq(digest)) {
+                found = Some(instance);
             }
         }
         found
     }
 
     /// The account whose `Client-Token` this is, current or within its grace period, and
-    /// when that grace ends (introspection of a `tgc_` token). A scan of every account,
-    /// none skipped.
+    /// when that grace ends (introspection of a `tgc_` token): found by hash lookup,
+    /// compared in constant time.
     pub fn client_token_owner(&self, digest: &Digest, now: Timestamp) -> Option<(AccountId, Option<Timestamp>)> {
         let mut found = None;
-        for e in &self.accounts {
-            let SecurityTokenPolicy::Configured { current, previous, .. } = &e.value().security_token else { continue };
+        for holder in self.holders_of(digest) {
+            let Holder::Account(id) = holder else { continue };
+            let Some(policy) = self.account(&id) else { continue };
+            let SecurityTokenPolicy::Configured { current, previous, .. } = &policy.security_token else { continue };
             let in_grace = previous.as_ref().filter(|(p, until)| p.ct_eq(digest) & (now < *until));
             if current.ct_eq(digest) {
-                found = Some((*e.key(), None));
+                found = Some((id, None));
             } else if let Some((_, until)) = in_grace {
-                found = Some((*e.key(), Some(*until)));
+                found = Some((id, Some(*until)));
             }
         }
         found
+    }
+
+    /// The hints for a digest (copied: no map guard is held while they are checked).
+    fn holders_of(&self, digest: &Digest) -> Vec<Holder> {
+        self.holders.get(&key(digest)).map(|e| e.value().clone()).unwrap_or_default()
+    }
+
+    /// Notes that `holder` holds the secret with this digest.
+    fn hint(&self, digest: &Digest, holder: Holder) {
+        let mut held = self.holders.entry(key(digest)).or_default();
+        if !held.contains(&holder) {
+            held.push(holder);
+        }
+    }
+
+    /// Whether a hint still names what its holder holds.
+    fn still_holds(&self, slot: u64, holder: Holder) -> bool {
+        match holder {
+            Holder::Instance(id) => self.instance(&id).is_some_and(|i| key(&i.token_digest) == slot),
+            Holder::Account(id) => self.account(&id).is_some_and(|a| match &a.security_token {
+                SecurityTokenPolicy::Configured { current, previous, .. } => {
+                    key(current) == slot || previous.as_ref().is_some_and(|(p, _)| key(p) == slot)
+                }
+                SecurityTokenPolicy::None => false,
+            }),
+        }
     }
 
     pub fn instance_count(&self) -> usize {
@@ -412,6 +451,11 @@ impl GatewayState {
         self.tokens.retain(|_, t| t.stamp >= stamp);
         self.accounts.retain(|_, a| a.stamp >= stamp);
         self.instances.retain(|_, i| i.stamp >= stamp);
+        // Hints left by rotations and removals since the last pass.
+        self.holders.retain(|slot, held| {
+            held.retain(|h| self.still_holds(*slot, *h));
+            !held.is_empty()
+        });
         // Removals older than this pass can no longer be undone by any read.
         self.removed.retain(|_, at| *at > stamp);
         self.oauth.reload_all(store).await
@@ -468,6 +512,12 @@ impl GatewayState {
             Some(t) => SecurityTokenPolicy::Configured { active: t.active, current: t.digest, previous: t.previous },
         };
         let id = record.account_id;
+        if let SecurityTokenPolicy::Configured { current, previous, .. } = &security_token {
+            self.hint(current, Holder::Account(id));
+            if let Some((digest, _)) = previous {
+                self.hint(digest, Holder::Account(id));
+            }
+        }
         let policy = AccountPolicy { stamp, security_token, allowlist };
         put_newer(&self.accounts, &self.removed, id, Removed::Account(id), policy);
     }
@@ -539,6 +589,7 @@ impl GatewayState {
         match (upstream, rules) {
             (Ok(upstream), Ok(rules)) => {
                 let id = instance.id;
+                self.hint(&token_digest, Holder::Instance(id));
                 let live = LiveInstance { stamp, id, account_id: instance.account_id, token_digest, upstream, rules };
                 put_newer(&self.instances, &self.removed, id, Removed::Instance(id), live);
             }
@@ -607,6 +658,64 @@ mod tests {
         state.put_token(api_token(account), fresh_digest, state.next_stamp(), &mut ScopeSets::new());
         state.tokens.retain(|_, t| t.stamp >= resync);
         assert!(state.lookup_token(&fresh).is_some());
+    }
+
+    /// Instance tokens and Client-Tokens are found by their digest, not by a scan: after
+    /// a rotation the old secret is nobody's (the grace period aside), a removed
+    /// instance's token is nobody's, and a resync prunes the hints they left.
+    #[tokio::test]
+    async fn secrets_are_found_by_digest_through_rotations_and_removals() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlStore::open_sqlite(dir.path()).await.unwrap();
+        let state = GatewayState::default();
+        let (account, id) = (AccountId::new(), InstanceId::new());
+        let [first, second, third] = [secret().1, secret().1, secret().1];
+        let instance = |digest: Digest| GatewayInstance {
+            instance: crate::store::Instance {
+                id,
+                account_id: account,
+                name: "i".into(),
+                upstream_url: "http://127.0.0.1:9".into(),
+                rules: vec![],
+                created_at: Timestamp::now(),
+                leaked_at: None,
+            },
+            token_digest: digest,
+        };
+        state.put_instance(instance(first), state.next_stamp());
+        assert_eq!(state.instance_with_token(&first).map(|i| i.id), Some(id));
+        state.put_instance(instance(second), state.next_stamp());
+        assert!(state.instance_with_token(&first).is_none(), "a rotated instance token still introspects");
+        assert!(state.instance_with_token(&second).is_some());
+
+        let now = Timestamp::now();
+        let policy = |current: Digest, previous: Option<(Digest, Timestamp)>| AccountPolicyRecord {
+            account_id: account,
+            ip_allowlist: vec![],
+            security_token: Some(crate::store::SecurityToken {
+                active: true,
+                digest: current,
+                created_at: now,
+                activated_at: Some(now),
+                previous,
+            }),
+        };
+        state.put_account(policy(first, None), state.next_stamp());
+        assert_eq!(state.client_token_owner(&first, now), Some((account, None)));
+        let until = now.plus_secs(60);
+        state.put_account(policy(third, Some((first, until))), state.next_stamp());
+        assert_eq!(state.client_token_owner(&first, now), Some((account, Some(until))), "the grace period");
+        assert_eq!(state.client_token_owner(&first, until), None, "past the grace period");
+        assert_eq!(state.client_token_owner(&third, now), Some((account, None)));
+        assert_eq!(state.client_token_owner(&second, now), None, "an instance token is not a Client-Token");
+
+        remove_older(&state.instances, &state.removed, &id, Removed::Instance(id), state.next_stamp());
+        assert!(state.instance_with_token(&second).is_none(), "a removed instance's token still introspects");
+        // The resync finds nothing in the store: every hint goes with what it named.
+        assert!(state.holders.len() >= 3);
+        state.resync(&store).await.unwrap();
+        assert_eq!(state.holders.len(), 0);
+        assert_eq!(state.client_token_owner(&third, now), None);
     }
 
     /// With many tokens streaming in a resync, a revocation committed meanwhile is

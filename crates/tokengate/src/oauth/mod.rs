@@ -62,6 +62,14 @@ pub struct KeyRing {
     published: Vec<(Jwk, Option<Timestamp>)>,
 }
 
+/// The loaded OAuth clients, by id and by their secret's digest (its first eight bytes:
+/// introspection of a bare secret looks it up, then compares the whole digest).
+#[derive(Default)]
+struct Clients {
+    by_id: HashMap<ClientId, Arc<LiveClient>>,
+    by_secret: HashMap<u64, Vec<Arc<LiveClient>>>,
+}
+
 /// An OAuth client as the token endpoint and gateway check it.
 pub struct LiveClient {
     pub client: OAuthClient,
@@ -113,7 +121,7 @@ pub struct OAuthState {
     issuer: String,
     master_key: Arc<MasterKey>,
     keyring: ArcSwap<KeyRing>,
-    clients: ArcSwap<HashMap<ClientId, Arc<LiveClient>>>,
+    clients: ArcSwap<Clients>,
     /// Revoked access tokens' `jti` → `exp` (seconds).
     revoked: ArcSwap<HashMap<String, i64>>,
     issuers: ArcSwap<HashMap<AccountId, Vec<Arc<IssuerKeys>>>>,
@@ -143,7 +151,7 @@ impl OAuthState {
             issuer,
             master_key,
             keyring: ArcSwap::from_pointee(KeyRing::default()),
-            clients: ArcSwap::from_pointee(HashMap::new()),
+            clients: ArcSwap::from_pointee(Clients::default()),
             revoked: ArcSwap::from_pointee(HashMap::new()),
             issuers: ArcSwap::from_pointee(HashMap::new()),
             fetcher: Arc::new(JwksFetcher::new(egress)),
@@ -178,16 +186,16 @@ impl OAuthState {
     pub fn authenticate_client(&self, client_id: &str, secret: &[u8]) -> Option<Arc<LiveClient>> {
         let digest = token::parse(secret, Prefix::ClientSecret).ok()?;
         let id: ClientId = client_id.parse().ok()?;
-        let client = self.clients.load().get(&id).cloned()?;
+        let client = self.clients.load().by_id.get(&id).cloned()?;
         client.digest.ct_eq(&digest).then_some(client)
     }
 
-    /// The client whose secret has this digest (introspection of a `tgs_` secret). Every
-    /// client is compared, in constant time each.
+    /// The client whose secret has this digest (introspection of a `tgs_` secret): found
+    /// by hash lookup, compared in constant time.
     pub fn client_with_secret(&self, digest: &Digest) -> Option<Arc<LiveClient>> {
         let clients = self.clients.load();
         let mut found = None;
-        for client in clients.values() {
+        for client in clients.by_secret.get(&digest.prefix()).into_iter().flatten() {
             if client.digest.ct_eq(digest) {
                 found = Some(Arc::clone(client));
             }
@@ -244,11 +252,13 @@ impl OAuthState {
     }
 
     pub fn set_clients(&self, clients: Vec<(OAuthClient, Digest)>) {
-        let clients = clients
-            .into_iter()
-            .map(|(client, digest)| (client.client_id, Arc::new(LiveClient { client, digest })))
-            .collect();
-        self.clients.store(Arc::new(clients));
+        let mut set = Clients::default();
+        for (client, digest) in clients {
+            let live = Arc::new(LiveClient { client, digest });
+            set.by_secret.entry(digest.prefix()).or_default().push(Arc::clone(&live));
+            set.by_id.insert(live.client.client_id, live);
+        }
+        self.clients.store(Arc::new(set));
     }
 
     pub async fn reload_revoked(&self, store: &SqlStore) -> StoreResult<()> {
@@ -371,7 +381,7 @@ impl OAuthState {
             return Err(Denial::Revoked);
         }
         if let Some(client) = jwt.client_id
-            && self.clients.load().get(&client).is_none_or(|c| c.client.account_id != jwt.account_id)
+            && self.clients.load().by_id.get(&client).is_none_or(|c| c.client.account_id != jwt.account_id)
         {
             return Err(Denial::Revoked);
         }
