@@ -36,6 +36,9 @@ pub fn is_body_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
 pub struct ConnState {
     opened: Instant,
     in_flight: AtomicUsize,
+    /// Whether hyper has begun any request on the connection (one handed over by the
+    /// plain lane comes with a whole head, which begins one at once).
+    begun: AtomicBool,
     /// Milliseconds after `opened` when the last request finished.
     last_done_ms: AtomicU64,
     /// Set when one of its request bodies timed out: the connection is closed after
@@ -58,6 +61,7 @@ impl ConnState {
         ConnState {
             opened: Instant::now(),
             in_flight: AtomicUsize::new(0),
+            begun: AtomicBool::new(false),
             last_done_ms: AtomicU64::new(0),
             body_timed_out: AtomicBool::new(false),
             _slot: slot,
@@ -67,7 +71,13 @@ impl ConnState {
     /// Marks a request in flight until the guard (kept by its response body) drops.
     pub fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.begun.store(true, Ordering::Relaxed);
         InFlight(Arc::clone(self))
+    }
+
+    /// Whether a whole request head has ever arrived on the connection.
+    pub fn has_begun(&self) -> bool {
+        self.begun.load(Ordering::Relaxed)
     }
 
     /// How long nothing has been in flight; `None` while something is.

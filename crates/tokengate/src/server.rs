@@ -431,8 +431,8 @@ impl Shared {
         });
         let idle_timeout = Duration::from_secs(config.idle_timeout_seconds);
         let shutdown_grace = Duration::from_secs(config.shutdown_grace_seconds);
-        let timeouts = (idle_timeout, shutdown_grace);
         let handshake_timeout = Duration::from_secs(config.header_read_timeout_seconds);
+        let timeouts = Timeouts { idle: idle_timeout, header: handshake_timeout, shutdown_grace };
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -666,22 +666,34 @@ impl Edge {
     }
 }
 
+/// What [`watch_connection`] closes a connection after.
+#[derive(Clone, Copy)]
+struct Timeouts {
+    idle: Duration,
+    /// Before its first request: an HTTP/2 connection whose first request head never
+    /// completes (hyper's header timeout is HTTP/1's only) is closed after this too.
+    header: Duration,
+    shutdown_grace: Duration,
+}
+
 /// Drives one connection: closes it gracefully (what is in flight finishes) once idle
-/// for `idle_timeout`, dropping it if that takes longer than [`CLOSE_GRACE`], and on
-/// server shutdown, dropping it after `shutdown_grace`. (Its place under
-/// `max_connections` is held by its [`ConnState`].)
-async fn watch_connection<C>(conn: C, state: Arc<ConnState>, timeouts: (Duration, Duration), drain: Arc<Drain>)
+/// for `idle_timeout` (or, before any request, `header_read_timeout` if shorter),
+/// dropping it if that takes longer than [`CLOSE_GRACE`], and on server shutdown,
+/// dropping it after `shutdown_grace`. (Its place under `max_connections` is held by
+/// its [`ConnState`].)
+async fn watch_connection<C>(conn: C, state: Arc<ConnState>, timeouts: Timeouts, drain: Arc<Drain>)
 where
     C: Future + GracefulConn,
 {
-    let (idle_timeout, shutdown_grace) = timeouts;
+    let Timeouts { idle, header, shutdown_grace } = timeouts;
+    let idle_timeout = || if state.has_begun() { idle } else { idle.min(header) };
     tokio::pin!(conn);
     let mut drained = std::pin::pin!(drain.wait());
     let mut closing_until: Option<tokio::time::Instant> = None;
     loop {
         let wake = match closing_until {
             Some(deadline) => deadline,
-            None => tokio::time::Instant::now() + idle_timeout.saturating_sub(state.idle_for().unwrap_or_default()),
+            None => tokio::time::Instant::now() + idle_timeout().saturating_sub(state.idle_for().unwrap_or_default()),
         };
         tokio::select! {
             _ = conn.as_mut() => return,
@@ -689,7 +701,7 @@ where
                 if closing_until.is_some() {
                     return;
                 }
-                if state.idle_for().is_some_and(|idle| idle >= idle_timeout) {
+                if state.idle_for().is_some_and(|quiet| quiet >= idle_timeout()) {
                     conn.as_mut().close_gracefully();
                     closing_until = Some(tokio::time::Instant::now() + CLOSE_GRACE);
                 }

@@ -512,6 +512,39 @@ async fn slow_headers_and_idle_connections_are_closed() {
     assert!(nothing.is_empty());
 }
 
+/// An HTTP/2 connection (prior knowledge, no TLS) whose first request head never
+/// completes is closed after the header timeout, not kept for the idle timeout: hyper's
+/// header deadline is HTTP/1's only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_without_a_whole_request_is_closed() {
+    let app = TestApp::spawn_with(None, |c| {
+        c.header_read_timeout_seconds = 1;
+        c.idle_timeout_seconds = 3600;
+    })
+    .await;
+    let mut slow = TcpStream::connect(app.addr).await.unwrap();
+    // The preface, an empty SETTINGS frame, then the first 9 bytes of a HEADERS frame
+    // (length 64, END_HEADERS, stream 1) whose block never comes.
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, 0x4, 0, 0, 0, 0, 0]);
+    hello.extend_from_slice(&[0, 0, 64, 0x1, 0x4, 0, 0, 0, 1]);
+    slow.write_all(&hello).await.unwrap();
+    // The server's SETTINGS (and its ACK of ours), then, past the header timeout, the end.
+    let mut seen = Vec::new();
+    let closed = tokio::time::timeout(HANG_GUARD, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match slow.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the half-sent HTTP/2 request kept its connection open");
+    assert_eq!(seen.get(3), Some(&0x4), "the server spoke HTTP/2 first (a SETTINGS frame)");
+}
+
 /// Past max_connections new sockets are closed at once; open ones keep working, and new
 /// ones are served again once some close.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
