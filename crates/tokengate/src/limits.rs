@@ -219,8 +219,9 @@ impl<B: Body> Body for TrackedBody<B> {
 const RESERVED_FDS: u64 = 512;
 
 /// Raises the soft file-descriptor limit to the hard one and returns how many client
-/// connections fit under it: each may hold an upstream connection too, so
-/// `max_connections` is lowered (with a warning) when two descriptors per connection
+/// connections fit under it: each may hold an upstream connection too, and the workers
+/// park at most as many idle upstream connections as there are client connections, so
+/// `max_connections` is lowered (with a warning) when three descriptors per connection
 /// and a reserve do not fit. Past that number new connections are closed at once, so
 /// the process never runs out of descriptors.
 pub fn fit_max_connections(wanted: usize) -> usize {
@@ -235,7 +236,7 @@ pub fn fit_max_connections(wanted: usize) -> usize {
         }
     }
     let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
-    let fits = usize::try_from(soft.saturating_sub(RESERVED_FDS) / 2).unwrap_or(usize::MAX).max(1);
+    let fits = usize::try_from(soft.saturating_sub(RESERVED_FDS) / 3).unwrap_or(usize::MAX).max(1);
     if wanted > fits {
         tracing::warn!(
             max_connections = wanted,

@@ -206,6 +206,8 @@ impl Application {
                 Some(path) => crate::egress::read_ca_file(path)?,
                 None => Vec::new(),
             }),
+            // Set for each worker when the listener starts (see `run_until_stopped`).
+            max_idle_upstreams: config.max_connections,
         };
         let (stop_tx, stop_rx) = watch::channel(false);
         let tls = match (&config.tls_cert, &config.tls_key) {
@@ -343,9 +345,11 @@ impl Application {
     /// background tasks (a full resync of a million tokens takes seconds of CPU) stay on
     /// this runtime, away from every worker.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
-        let Application { listener, services, gateway_settings, usage, stop_tx, tasks, tls, .. } = self;
+        let Application { listener, services, mut gateway_settings, usage, stop_tx, tasks, tls, .. } = self;
         let config = Arc::clone(&services.config);
         let max_connections = crate::limits::fit_max_connections(config.max_connections);
+        // Parked upstream sockets take no more descriptors than the connections do.
+        gateway_settings.max_idle_upstreams = max_connections.div_ceil(config.effective_workers().max(1));
         let permits = u32::try_from(max_connections).unwrap_or(u32::MAX);
         let shared = Arc::new(Shared {
             services: services.clone(),

@@ -75,6 +75,8 @@ pub struct GatewaySettings {
     pub upgrade_idle: Duration,
     /// TLS towards https upstreams (see [`crate::egress::upstream_tls`]), built once.
     pub upstream_tls: tokio_rustls::rustls::ClientConfig,
+    /// Idle upstream connections one worker may keep (see [`idle::IdleBudget`]).
+    pub max_idle_upstreams: usize,
 }
 
 /// Where the forwarded path's tail comes from: the request's own path from this
@@ -278,11 +280,13 @@ impl Gateway {
     pub fn new(state: Arc<GatewayState>, usage: Arc<UsageRecorder>, settings: GatewaySettings) -> Gateway {
         let via = ViaMarker::new(&settings.deployment_id);
         let via_header = HeaderValue::from_str(via.entry()).unwrap_or(HeaderValue::from_static("1.1 tokengate"));
+        // The worker's two pools (plain lane, hyper) park from one budget.
+        let idle = idle::IdleBudget::new(settings.max_idle_upstreams);
         Gateway {
             state,
             usage,
-            lane: lane::Upstreams::new(Arc::clone(&settings.egress)),
-            pool: UpstreamPool::new(settings.egress, settings.upstream_tls, UPSTREAM_IDLE_TIMEOUT),
+            lane: lane::Upstreams::new(Arc::clone(&settings.egress), Arc::clone(&idle)),
+            pool: UpstreamPool::new(settings.egress, settings.upstream_tls, UPSTREAM_IDLE_TIMEOUT, idle),
             trusted_proxies: settings.trusted_proxies,
             upstream_timeout: settings.upstream_timeout,
             max_body_bytes: settings.max_body_bytes,

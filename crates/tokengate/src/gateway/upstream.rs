@@ -30,7 +30,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tower::ServiceExt;
 
-use super::idle::IdleSet;
+use super::idle::{IdleBudget, IdleSet};
 use super::proxy::ProxyBody;
 use crate::egress::{EgressConnector, EgressPolicy};
 
@@ -76,10 +76,11 @@ impl UpstreamPool {
         egress: Arc<EgressPolicy>,
         tls: tokio_rustls::rustls::ClientConfig,
         idle_timeout: Duration,
+        budget: Arc<IdleBudget>,
     ) -> UpstreamPool {
         UpstreamPool {
             connector: crate::egress::https_connector_with(egress, None, tls),
-            shared: Arc::new(IdleSet::new(idle_timeout)),
+            shared: Arc::new(IdleSet::new(idle_timeout, budget)),
         }
     }
 

@@ -43,7 +43,7 @@ use self::head::{ClientHead, MAX_HEADERS};
 use self::io::{Deadline, READ_CHUNK, read_some, write_all};
 use self::wire::{Chunked, Framing, MAX_RESPONSE_HEADERS, ResponseHead};
 use super::Rejection;
-use super::idle::IdleSet;
+use super::idle::{IdleBudget, IdleSet};
 use super::upstream::UpstreamError;
 use super::{Admitted, ClientAddr, Gateway, RequestCtx, Routed, UPSTREAM_IDLE_TIMEOUT, proxy, upstream_failure};
 use crate::drain::Drain;
@@ -84,8 +84,8 @@ struct UpConn {
 }
 
 impl Upstreams {
-    pub fn new(egress: Arc<EgressPolicy>) -> Upstreams {
-        Upstreams { connector: EgressConnector::new(egress, None), idle: IdleSet::new(UPSTREAM_IDLE_TIMEOUT) }
+    pub fn new(egress: Arc<EgressPolicy>, budget: Arc<IdleBudget>) -> Upstreams {
+        Upstreams { connector: EgressConnector::new(egress, None), idle: IdleSet::new(UPSTREAM_IDLE_TIMEOUT, budget) }
     }
 
     fn take(&self, key: &Authority) -> Option<UpConn> {
