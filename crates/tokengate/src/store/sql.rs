@@ -34,6 +34,9 @@ static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("migrations
 /// The channel PostgreSQL change notices are sent on.
 pub const CHANGE_CHANNEL: &str = "tokengate_changes";
 
+/// Rows a housekeeping prune deletes per statement (see [`SqlStore::delete_in_batches`]).
+const PRUNE_BATCH: u64 = 5000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -120,6 +123,38 @@ impl SqlStore {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Deletes the rows of `table` that `condition` (binding `$1` to `before`) picks,
+    /// [`PRUNE_BATCH`] at a time, each batch its own statement: pruning a long history
+    /// for the first time never holds the writer (SQLite's only one) for long, and what
+    /// is deleted stays deleted if a later batch fails. Housekeeping only: the
+    /// arguments are this crate's constants.
+    pub(crate) async fn delete_in_batches(
+        &self,
+        table: &'static str,
+        condition: &'static str,
+        before: Timestamp,
+    ) -> StoreResult<u64> {
+        let row = match self.backend {
+            Backend::Sqlite => "rowid",
+            Backend::Postgres => "ctid",
+        };
+        let sql = format!(
+            "DELETE FROM {table} WHERE {row} IN (SELECT {row} FROM {table} WHERE {condition} LIMIT {PRUNE_BATCH})"
+        );
+        let mut total = 0;
+        loop {
+            // Only `'static` text goes into it: the caller's constants.
+            let query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            let done = query.bind(before.as_millis()).execute(&self.write).await?.rows_affected();
+            total += done;
+            if done < PRUNE_BATCH {
+                return Ok(total);
+            }
+            // Room for the writes waiting behind the prune.
+            tokio::task::yield_now().await;
+        }
     }
 
     /// The URL this store was opened with (for the PostgreSQL change listener).
@@ -698,11 +733,7 @@ impl AuditStore for SqlStore {
 
 impl UsageStore for SqlStore {
     async fn prune_usage(&self, before: Timestamp) -> StoreResult<u64> {
-        let done = sqlx::query("DELETE FROM usage_counts WHERE bucket_start < $1")
-            .bind(before.as_millis())
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected())
+        self.delete_in_batches("usage_counts", "bucket_start < $1", before).await
     }
 
     async fn add_usage(&self, rows: &[UsageRow]) -> StoreResult<()> {

@@ -14,6 +14,7 @@ mod drills;
 mod edge;
 mod forward_auth;
 mod gateway;
+mod housekeeping;
 mod imports;
 mod leaks;
 mod multi_node;

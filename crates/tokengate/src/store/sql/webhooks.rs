@@ -222,17 +222,11 @@ impl WebhookStore for SqlStore {
     }
 
     async fn prune_webhooks(&self, before: Timestamp) -> StoreResult<u64> {
-        let mut tx = self.begin().await?;
-        let attempts = sqlx::query("DELETE FROM webhook_deliveries WHERE at < $1")
-            .bind(before.as_millis())
-            .execute(&mut *tx)
-            .await?;
-        let events = sqlx::query("DELETE FROM webhook_outbox WHERE delivered_at < $1 OR given_up_at < $1")
-            .bind(before.as_millis())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(attempts.rows_affected() + events.rows_affected())
+        // Attempts first: an event goes only after its attempts (all older than its end).
+        let attempts = self.delete_in_batches("webhook_deliveries", "at < $1", before).await?;
+        let events =
+            self.delete_in_batches("webhook_outbox", "(delivered_at < $1 OR given_up_at < $1)", before).await?;
+        Ok(attempts + events)
     }
 
     async fn raise_expiring(&self, now: Timestamp, horizon: Timestamp) -> StoreResult<u64> {
