@@ -21,5 +21,8 @@ pub struct ImportSummary {
     pub imported: u64,
     /// Lines whose key exists already (imported before, or twice in this file).
     pub skipped: u64,
+    /// Lines refused, all of them: `errors` names the first 1000.
+    #[serde(default)]
+    pub failed: u64,
     pub errors: Vec<LineError>,
 }

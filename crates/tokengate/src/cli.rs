@@ -839,7 +839,7 @@ async fn import_tokens(
     } else {
         None
     };
-    let (mut imported, mut skipped, mut errors) = (0u64, 0u64, Vec::<serde_json::Value>::new());
+    let (mut imported, mut skipped, mut failed, mut errors) = (0u64, 0u64, 0u64, Vec::<serde_json::Value>::new());
     let mut lines = lines.peekable();
     while lines.peek().is_some() {
         let chunk: Vec<_> = lines.by_ref().take(IMPORT_CHUNK).collect();
@@ -853,7 +853,10 @@ async fn import_tokens(
                     body.push_str(&text);
                     body.push('\n');
                 }
-                Err(e) => errors.push(serde_json::json!({ "line": line.number, "error": e })),
+                Err(e) => {
+                    failed += 1;
+                    errors.push(serde_json::json!({ "line": line.number, "error": e }));
+                }
             }
         }
         if numbers.is_empty() {
@@ -862,21 +865,22 @@ async fn import_tokens(
         let summary = client.import_tokens(account, body).await?;
         imported += summary.imported;
         skipped += summary.skipped;
+        failed += summary.failed;
         for e in summary.errors {
             let at = usize::try_from(e.line).ok().and_then(|n| numbers.get(n.checked_sub(1)?).copied());
             errors.push(serde_json::json!({ "line": at, "error": e.error }));
         }
         if let Some(bar) = &bar {
             bar.inc(u64::try_from(numbers.len()).unwrap_or(0));
-            bar.set_message(format!("{imported} imported, {skipped} already there, {} refused", errors.len()));
+            bar.set_message(format!("{imported} imported, {skipped} already there, {failed} refused"));
         }
     }
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    let summary = serde_json::json!({ "imported": imported, "skipped": skipped, "errors": errors });
+    let summary = serde_json::json!({ "imported": imported, "skipped": skipped, "failed": failed, "errors": errors });
     remote.print(&summary, || {
-        let mut out = format!("{imported} imported, {skipped} already there, {} refused", errors.len());
+        let mut out = format!("{imported} imported, {skipped} already there, {failed} refused");
         for e in &errors {
             let field = |k: &str| e.get(k).cloned().unwrap_or_default();
             out.push_str(&format!("\nline {}: {}", field("line"), field("error").as_str().unwrap_or_default()));

@@ -46,7 +46,7 @@ pub struct Importer<'a> {
     summary: ImportSummary,
 }
 
-/// Past this many reported errors, only the count goes on.
+/// Past this many reported errors, only the count (`failed`) goes on.
 const MAX_REPORTED_ERRORS: usize = 1000;
 
 fn parse_expiry(value: &serde_json::Value) -> Option<Timestamp> {
@@ -136,6 +136,7 @@ impl<'a> Importer<'a> {
     }
 
     fn error(&mut self, line: u64, error: String) {
+        self.summary.failed += 1;
         if self.summary.errors.len() < MAX_REPORTED_ERRORS {
             self.summary.errors.push(LineError { line, error });
         }

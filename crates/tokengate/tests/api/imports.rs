@@ -52,6 +52,7 @@ async fn imported_keys_work_like_api_keys(kind: StoreKind) {
     assert_eq!(summary["skipped"], 1, "the duplicate of line 1");
     let bad: Vec<u64> = summary["errors"].as_array().unwrap().iter().map(|e| e["line"].as_u64().unwrap()).collect();
     assert_eq!(bad, [3, 7, 9], "{summary}");
+    assert_eq!(summary["failed"], 3, "{summary}");
 
     // The same file again: nothing new.
     let (_, again) = app.import(&account, lines.join("\n")).await;
@@ -128,6 +129,25 @@ async fn imports_respect_the_token_quota() {
     assert_eq!((again["imported"].as_u64(), again["skipped"].as_u64()), (Some(0), Some(2)), "{again}");
     assert_eq!(again["errors"].as_array().unwrap().len(), 1, "{again}");
     assert_eq!(again["errors"][0]["line"], 3);
+}
+
+/// Past 1000 refused lines the answer names no more of them, but counts them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_refused_line_is_counted() {
+    let app = TestApp::spawn(StoreKind::Sqlite).await;
+    let account = app.create_account("noisy").await;
+    let mut lines = vec!["not json".to_string(); 1203];
+    lines.push(json!({"name": "good", "key": "the-one-good-key"}).to_string());
+    let (status, summary) = app.import(&account, lines.join("\n")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (summary["imported"].as_u64(), summary["failed"].as_u64()),
+        (Some(1), Some(1203)),
+        "{}",
+        summary["failed"]
+    );
+    assert_eq!(summary["errors"].as_array().unwrap().len(), 1000);
+    assert_eq!(summary["errors"][999]["line"], 1000);
 }
 
 /// The CLI on a Kong key-auth export (two pages, as `GET /key-auths` returns them) and
